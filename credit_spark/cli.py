@@ -1,0 +1,237 @@
+"""The ``credit-spark`` command: one subcommand per job, each also a ``jobs/<name>.py`` for spark-submit.
+
+Every subcommand parses its options, loads the layered config, builds or reuses the Spark
+session, calls one library function and prints what it did. Any :class:`CreditSparkError`
+becomes a one-line message on stderr and exit status 2; other failures exit 1 with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Callable, Sequence
+
+from credit_spark.config import Config, load_config
+from credit_spark.errors import CreditSparkError
+
+logger = logging.getLogger("credit_spark.cli")
+
+EXIT_USER_ERROR = 2
+
+
+# --------------------------------------------------------------------------- handlers
+def _generate(spark, cfg: Config, args) -> None:
+    from credit_spark.generate import generate
+
+    result = generate(spark, rows=args.rows, seed=args.seed, out=args.out, fmt=args.format,
+                      months=args.months, start_month=args.start_month, labeled=not args.unlabeled)
+    print(f"generated {result.rows:,} rows ({result.customers:,} customers) -> {result.path} [{result.fmt}]")
+
+
+def _ingest(spark, cfg: Config, args) -> None:
+    from credit_spark.ingest import ingest
+
+    r = ingest(spark, cfg, args.input, fmt=args.format)
+    print(f"ingest batch {r.batch_id}: {r.files} file(s), read {r.rows_read:,} rows -> "
+          f"raw_records {r.rows_ingested:,} ({r.rows_inserted:,} new, {r.rows_updated:,} updated), "
+          f"quarantine {r.rows_quarantined:,}")
+    if r.quarantine_reasons:
+        print("  quarantined by reason:")
+        for reason, n in r.quarantine_reasons.items():
+            print(f"    {reason:<32} {n:>10,}")
+    else:
+        print("  quarantined by reason: none")
+
+
+def _features(spark, cfg: Config, args) -> None:
+    from credit_spark.features import run_features
+
+    r = run_features(spark, cfg)
+    print(f"features: {r.rows:,} rows from raw_records v{r.raw_version} -> features v{r.features_version}")
+
+
+def _train(spark, cfg: Config, args) -> None:
+    from credit_spark.train import train
+
+    r = train(spark, cfg)
+    print(f"trained model version {r.version} on features v{r.features_version}: "
+          f"{r.train_rows:,} train rows, {r.test_rows:,} test rows (split by customer)")
+    print(f"  {'model':<22}{'accuracy':>10}{'macro_f1':>10}{'weighted_f1':>13}")
+    for name, m in r.metrics.items():
+        mark = "  <- selected" if name == r.selected else ""
+        print(f"  {name:<22}{m.accuracy:>10.4f}{m.macro_f1:>10.4f}{m.weighted_f1:>13.4f}{mark}")
+    for name, m in r.metrics.items():
+        per_class = ", ".join(f"{c}: P={v['precision']:.3f} R={v['recall']:.3f}" for c, v in m.per_class.items())
+        print(f"  {name} per class: {per_class}")
+
+
+def _score(spark, cfg: Config, args) -> None:
+    from credit_spark.scoring import score_run_date
+
+    r = score_run_date(spark, cfg, args.run_date)
+    print(f"scored {r.rows:,} records for run date {r.run_date} with {r.model_name} v{r.model_version} "
+          f"(features v{r.features_version}) -> scores v{r.scores_version}")
+
+
+def _sql(spark, cfg: Config, args) -> None:
+    from credit_spark.tables import register_views
+
+    tables = register_views(spark, cfg)
+    logger.info("tables available to SQL: %s", ", ".join(tables) or "none")
+    spark.sql(args.query).show(args.limit, truncate=False)
+
+
+def _demo(spark, cfg: Config, args) -> None:
+    """generate -> ingest -> features -> train -> score -> sql, timing each step."""
+    work = Path(args.work).resolve()
+    train_input, score_input = str(work / "jan_aug_labelled"), str(work / "september_unlabelled")
+    customers = math.ceil(args.rows / 8)
+    run_date = args.run_date
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("generate labelled Jan-Aug", lambda: _generate(spark, cfg, argparse.Namespace(
+            rows=args.rows, seed=args.seed, out=train_input, format="csv", months=8, start_month=1,
+            unlabeled=False))),
+        ("generate unlabelled September", lambda: _generate(spark, cfg, argparse.Namespace(
+            rows=customers, seed=args.seed, out=score_input, format="csv", months=1, start_month=9,
+            unlabeled=True))),
+        ("ingest labelled", lambda: _ingest(spark, cfg, argparse.Namespace(input=train_input, format="csv"))),
+        ("ingest unlabelled", lambda: _ingest(spark, cfg, argparse.Namespace(input=score_input, format="csv"))),
+        ("features", lambda: _features(spark, cfg, args)),
+        ("train", lambda: _train(spark, cfg, args)),
+        (f"score {run_date}", lambda: _score(spark, cfg, argparse.Namespace(run_date=run_date))),
+    ]
+    for title, step in steps:
+        print(f"\n== {title}")
+        start = time.perf_counter()
+        step()
+        print(f"   ({time.perf_counter() - start:.1f}s)")
+    query = ("SELECT customer_id, record_id, run_date, model_name, model_version, predicted_class, "
+             + ", ".join(f"round({c}, 3) AS {c}" for c in _probability_columns(cfg))
+             + f" FROM scores WHERE run_date = DATE'{run_date}' ORDER BY record_id LIMIT 5")
+    for q in (f"SELECT run_date, predicted_class, count(*) AS records FROM scores "
+              f"WHERE run_date = DATE'{run_date}' GROUP BY run_date, predicted_class ORDER BY predicted_class",
+              query):
+        print(f"\n== sql: {q}")
+        _sql(spark, cfg, argparse.Namespace(query=q, limit=20))
+
+
+def _probability_columns(cfg: Config) -> list[str]:
+    from credit_spark.scoring import probability_column
+
+    return [probability_column(c) for c in cfg.spec.label.classes]
+
+
+# --------------------------------------------------------------------------- parser
+def _run_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"run date must be YYYY-MM-DD, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+COMMANDS: dict[str, tuple[Callable, str]] = {
+    "generate": (_generate, "write synthetic raw records (the public dataset's schema, with its dirt)"),
+    "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
+    "features": (_features, "rebuild the features table from raw_records (cleaned, typed, no PII)"),
+    "train": (_train, "train LR and RF on features, split by customer; register the models"),
+    "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
+    "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
+    "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
+}
+
+
+def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
+    """Options accepted before or after the subcommand (``credit-spark --lake X score ...`` or
+    ``credit-spark score --lake X ...``). On subcommands their defaults are suppressed so they do
+    not overwrite a value given before the subcommand."""
+    def default(value):
+        return argparse.SUPPRESS if for_subcommand else value
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", action="append", default=default([]), metavar="FILE",
+                        help="YAML overlay on the base config (repeatable; later files win)")
+    common.add_argument("--env", default=default(None),
+                        help="environment overlay conf/<ENV>.yaml (default: $CREDIT_SPARK_ENV or 'local')")
+    common.add_argument("--lake", default=default(None), metavar="DIR", help="root folder of the Delta tables")
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="credit-spark", description=__doc__.splitlines()[0],
+                                     parents=[_global_options(for_subcommand=False)])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = {name: sub.add_parser(name, help=text, description=text, parents=[_global_options(for_subcommand=True)])
+         for name, (_, text) in COMMANDS.items()}
+
+    p["generate"].add_argument("--rows", type=_positive_int, required=True, help="number of rows")
+    p["generate"].add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    p["generate"].add_argument("--out", required=True, help="output folder")
+    p["generate"].add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p["generate"].add_argument("--months", type=int, default=8, help="months per customer (default 8)")
+    p["generate"].add_argument("--start-month", type=int, default=1, help="first month, 1=January")
+    p["generate"].add_argument("--unlabeled", action="store_true", help="leave out the Credit_Score label")
+
+    p["ingest"].add_argument("--input", required=True, help="a CSV/Parquet file or a folder of them")
+    p["ingest"].add_argument("--format", choices=["csv", "parquet"], default=None,
+                             help="input format (default: from the path, else csv)")
+
+    p["score"].add_argument("--run-date", type=_run_date, required=True, metavar="YYYY-MM-DD",
+                            help="scores the records of this date's month")
+
+    p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
+    p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")
+
+    p["demo"].add_argument("--rows", type=_positive_int, default=20_000, help="labelled rows to generate")
+    p["demo"].add_argument("--seed", type=int, default=42)
+    p["demo"].add_argument("--work", default="data/demo", help="folder for the generated input files")
+    p["demo"].add_argument("--run-date", type=_run_date, default=date(date.today().year, 9, 30),
+                           metavar="YYYY-MM-DD", help="run date to score (default: 30 September this year)")
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    handler, _ = COMMANDS[args.command]
+    try:
+        cfg = load_config(args.conf, env=args.env, lake=args.lake)
+        logger.info("command %s; dataset %s; lake %s; master %s", args.command, cfg.dataset,
+                    cfg.lake.root, cfg.spark.master or "(from spark-submit)")
+        logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
+        from credit_spark.session import get_spark
+
+        spark = get_spark(cfg.spark)
+        handler(spark, cfg, args)
+        return 0
+    except CreditSparkError as exc:
+        print(f"credit-spark {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def run_job(command: str) -> int:
+    """Entry for ``jobs/<command>.py`` under spark-submit: the same CLI, subcommand fixed."""
+    return main([command, *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

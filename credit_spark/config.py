@@ -1,0 +1,356 @@
+"""Configuration: YAML files in ``conf/`` parsed into validated, frozen dataclasses.
+
+Resolution order (later wins, dictionaries merge key by key):
+
+1. ``conf/base.yaml`` shipped with the package (the embedded default),
+2. the environment overlay ``conf/<env>.yaml`` (``--env`` or ``CREDIT_SPARK_ENV``, default ``local``),
+3. user overlays given with ``--conf FILE`` (any number, in order),
+4. explicit overrides such as ``--lake DIR``.
+
+Every key is checked: an unknown key, a missing required key or a value of the wrong type stops
+with a :class:`ConfigError` naming the dotted key (``train.test_fraction``), so a typo in a
+config never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from credit_spark.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "CREDIT_SPARK_ENV"
+DEFAULT_ENV = "local"
+
+
+# --------------------------------------------------------------------------- dataset spec
+@dataclass(frozen=True)
+class NumericRule:
+    """How to read one numeric column and which values are plausible."""
+
+    min: float | None = None
+    max: float | None = None
+    #: values outside [min, max] become null ("null") or are clipped to the bound ("cap")
+    out_of_range: Literal["null", "cap"] = "null"
+
+
+@dataclass(frozen=True)
+class PeriodSpec:
+    """The column that places a record in time, and how its text is written."""
+
+    column: str
+    #: ``month_name``: "January".."December" (the public dataset has no year)
+    format: Literal["month_name"] = "month_name"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The label column and its classes, ordered from best to worst credit."""
+
+    column: str
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class ListRule:
+    """A column holding a list of items in text ("A, B, and C")."""
+
+    separator: str = ","
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which column plays which role. Nothing about a dataset's column names lives in Python."""
+
+    name: str
+    record_id: str
+    customer_id: str
+    period: PeriodSpec
+    label: LabelSpec
+    pii: list[str] = field(default_factory=list)
+    numeric: dict[str, NumericRule] = field(default_factory=dict)
+    categorical: list[str] = field(default_factory=list)
+    duration_months: list[str] = field(default_factory=list)
+    lists: dict[str, ListRule] = field(default_factory=dict)
+    placeholders: list[str] = field(default_factory=list)
+
+    def required_columns(self) -> list[str]:
+        """Columns every input file must have (the label is optional: unlabelled files are scored)."""
+        cols = [self.record_id, self.customer_id, self.period.column, *self.pii, *self.numeric,
+                *self.categorical, *self.duration_months, *self.lists]
+        return list(dict.fromkeys(cols))
+
+    def all_columns(self) -> list[str]:
+        return [*self.required_columns(), self.label.column]
+
+    def feature_columns(self) -> list[str]:
+        """Model inputs written to the ``features`` table, in a stable order."""
+        return [*self.numeric, *self.duration_months, *(f"{c}_count" for c in self.lists)]
+
+
+# --------------------------------------------------------------------------- application config
+@dataclass(frozen=True)
+class SparkSettings:
+    #: null leaves the master to spark-submit / the cluster
+    master: str | None = "local[*]"
+    app_name: str = "credit_spark"
+    log_level: str = "WARN"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    #: root folder (or URI) of the Delta tables; relative paths are taken from the working dir
+    root: str = "lake"
+
+
+@dataclass(frozen=True)
+class LogisticRegressionSettings:
+    max_iter: int = 100
+    reg_param: float = 0.0
+    elastic_net_param: float = 0.0
+
+
+@dataclass(frozen=True)
+class RandomForestSettings:
+    num_trees: int = 50
+    max_depth: int = 8
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    test_fraction: float = 0.2
+    seed: int = 42
+    algorithms: list[str] = field(default_factory=lambda: ["logistic_regression", "random_forest"])
+    #: metric that picks the model the scorer uses by default
+    primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    logistic_regression: LogisticRegressionSettings = field(default_factory=LogisticRegressionSettings)
+    random_forest: RandomForestSettings = field(default_factory=RandomForestSettings)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    #: "selected" = the best model of the latest training run; or an algorithm name
+    model: str = "selected"
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str
+    spec: DatasetSpec
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+
+    def table_path(self, name: str) -> str:
+        return f"{self.lake.root.rstrip('/')}/{name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ALGORITHMS = ("logistic_regression", "random_forest")
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+               "September", "October", "November", "December")
+
+
+# --------------------------------------------------------------------------- loading
+def _conf_dir():
+    """The shipped conf folder (``conf/`` in the source tree, ``credit_spark/conf`` in a wheel)."""
+    return resources.files("credit_spark.conf")
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _read_shipped(name: str) -> dict[str, Any]:
+    resource = _conf_dir().joinpath(name)
+    if not resource.is_file():
+        raise ConfigError(f"no shipped config '{name}' in conf/")
+    return _read_yaml(resource.read_text(encoding="utf-8"), f"conf/{name}")
+
+
+def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    return _read_yaml(p.read_text(encoding="utf-8"), str(p))
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into a copy of ``base``: nested mappings merge, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_dataset_spec(ref: str) -> DatasetSpec:
+    """A spec by shipped name (``credit_score`` → ``conf/datasets/credit_score.yaml``) or by file path."""
+    if ref.endswith((".yaml", ".yml")) or os.sep in ref:
+        raw = _read_file(ref)
+        source = ref
+    else:
+        raw = _read_shipped(f"datasets/{ref}.yaml")
+        source = f"conf/datasets/{ref}.yaml"
+    spec = build(DatasetSpec, raw, source)
+    validate_spec(spec, source)
+    return spec
+
+
+def validate_spec(spec: DatasetSpec, source: str) -> None:
+    """Cross-field checks that types alone cannot express."""
+    roles: dict[str, str] = {}
+
+    def claim(column: str, role: str) -> None:
+        if column in roles and roles[column] != role:
+            raise ConfigError(f"{source}: column '{column}' is given two roles: "
+                              f"{roles[column]} and {role}")
+        roles[column] = role
+
+    for column, role in [(spec.record_id, "record_id"), (spec.customer_id, "customer_id"),
+                         (spec.period.column, "period.column"), (spec.label.column, "label.column")]:
+        claim(column, role)
+    for role in ("pii", "numeric", "categorical", "duration_months", "lists"):
+        for column in getattr(spec, role):
+            claim(column, role)
+    for column, rule in spec.numeric.items():
+        if rule.min is not None and rule.max is not None and rule.min > rule.max:
+            raise ConfigError(f"{source}: numeric.{column}: min {rule.min} is greater than max {rule.max}")
+    if len(spec.label.classes) < 2 or len(set(spec.label.classes)) != len(spec.label.classes):
+        raise ConfigError(f"{source}: label.classes must list at least two distinct classes, "
+                          f"got {spec.label.classes}")
+
+
+def load_config(overlays: list[str] | None = None, env: str | None = None,
+                lake: str | None = None) -> Config:
+    """Resolve the layered config (see module docstring) into a validated :class:`Config`."""
+    env = env or os.environ.get(ENV_VAR) or DEFAULT_ENV
+    data = _read_shipped("base.yaml")
+    data = deep_merge(data, _read_shipped(f"{env}.yaml"))
+    for path in overlays or []:
+        data = deep_merge(data, _read_file(path))
+    if lake:
+        data = deep_merge(data, {"lake": {"root": lake}})
+    return config_from_dict(data, source=f"config (env={env})")
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
+    data = dict(data)
+    dataset = data.get("dataset")
+    if not isinstance(dataset, str) or not dataset:
+        raise ConfigError(f"{source}: key 'dataset' must name a dataset spec (e.g. credit_score)")
+    if "spec" in data:
+        raise ConfigError(f"{source}: unknown key 'spec' (the spec is read from 'dataset')")
+    spec = load_dataset_spec(dataset)
+    cfg = build(Config, {**data, "spec": spec}, source)
+    unknown = [a for a in cfg.train.algorithms if a not in ALGORITHMS]
+    if unknown or not cfg.train.algorithms:
+        raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
+    if not 0.0 < cfg.train.test_fraction < 1.0:
+        raise ConfigError(f"{source}: train.test_fraction must be between 0 and 1, "
+                          f"got {cfg.train.test_fraction}")
+    if cfg.score.model not in ("selected", *ALGORITHMS):
+        raise ConfigError(f"{source}: score.model must be 'selected' or one of {list(ALGORITHMS)}, "
+                          f"got '{cfg.score.model}'")
+    root = cfg.lake.root
+    if "://" not in root and not root.startswith("dbfs:"):
+        cfg = dataclasses.replace(cfg, lake=LakeSettings(root=str(Path(root).resolve())))
+    return cfg
+
+
+# --------------------------------------------------------------------------- typed building
+def build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and type; errors name the key."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(data).__name__} ({data!r})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key '{unknown[0]}' (known keys: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{key}.{name}" if key else name
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{sub}: required key is missing")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for option in non_none:
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({value!r})")
+        return {_coerce(args[0], k, key): _coerce(args[1], {} if v is None else v, f"{key}.{k}")
+                for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, bool):  # YAML reads `false` as a bool; Spark settings want "false"
+            return "true" if value else "false"
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - programming error

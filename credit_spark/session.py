@@ -1,0 +1,57 @@
+"""The one place a SparkSession is built or reused.
+
+Three situations, one function:
+
+* a session already exists (Databricks, a notebook, a test fixture): reuse it untouched;
+* the Python process was launched by ``spark-submit`` (the JVM is already up, its JARs and master
+  chosen on the command line): build on that JVM, never re-download the Delta JARs;
+* a plain local run: configure Delta through ``configure_spark_with_delta_pip``, which asks Ivy to
+  fetch the Delta JAR matching the installed delta-spark from Maven Central once and caches it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from pyspark.sql import SparkSession
+
+from credit_spark.config import SparkSettings
+
+logger = logging.getLogger(__name__)
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True when a JVM gateway was started for us (spark-submit, pyspark shell, Databricks)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def get_spark(settings: SparkSettings) -> SparkSession:
+    """Return the active SparkSession, or build one from ``settings`` with Delta Lake enabled."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.info("reusing the active Spark session (master %s)", active.sparkContext.master)
+        return active
+
+    builder = SparkSession.builder.appName(settings.app_name)
+    for key, value in {**DELTA_CONF, **settings.conf}.items():
+        builder = builder.config(key, value)
+
+    if launched_by_spark_submit():
+        # spark-submit already decided master and JARs (e.g. --packages io.delta:delta-spark_2.13:...)
+        logger.info("running under spark-submit: master and JARs come from its command line")
+    else:
+        from delta import configure_spark_with_delta_pip
+
+        if settings.master:
+            builder = builder.master(settings.master)
+        builder = configure_spark_with_delta_pip(builder)
+
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    logger.info("Spark %s session started (master %s)", spark.version, spark.sparkContext.master)
+    return spark

@@ -1,0 +1,175 @@
+"""Train MLlib models on ``features``: customer-grouped split, one Pipeline per algorithm, metrics.
+
+All fitted state (imputation medians, category indexes, scaling) lives in the saved
+``PipelineModel``, so the scorer applies exactly what training learned.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
+from pyspark.ml.feature import Imputer, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from credit_spark.config import Config, DatasetSpec, TrainSettings
+from credit_spark import registry
+from credit_spark.errors import NoRecordsError
+from credit_spark.features import CUSTOMER_ID, LABEL, Transform
+from credit_spark.tables import FEATURES, current_version, read_table, require_table
+
+logger = logging.getLogger(__name__)
+
+LABEL_INDEX = "label_index"
+SPLIT_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    test_rows: int
+
+    def headline(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "weighted_f1": self.weighted_f1}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: int
+    features_version: int
+    train_rows: int
+    test_rows: int
+    metrics: dict[str, ModelMetrics] = field(default_factory=dict)
+    selected: str = ""
+
+
+# --------------------------------------------------------------------------- transforms
+def is_test_customer(customer_id: Column, test_fraction: float, seed: int) -> Column:
+    """A seeded hash of the customer id: every record of a customer falls on the same side."""
+    bucket = F.pmod(F.xxhash64(customer_id, F.lit(seed)), F.lit(SPLIT_BUCKETS))
+    return bucket < int(round(test_fraction * SPLIT_BUCKETS))
+
+
+def with_label_index(classes: list[str]) -> Transform:
+    """Label text -> 0-based index in the spec's class order (so probability i is class i)."""
+    def transform(df: DataFrame) -> DataFrame:
+        idx = F.array_position(F.array(*[F.lit(c) for c in classes]), F.col(LABEL)) - 1
+        return df.withColumn(LABEL_INDEX, idx.cast("double"))
+    return transform
+
+
+def split_by_customer(df: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    test = is_test_customer(F.col(CUSTOMER_ID), test_fraction, seed)
+    return df.where(~test), df.where(test)
+
+
+# --------------------------------------------------------------------------- pipeline
+def preprocessing_stages(spec: DatasetSpec) -> list:
+    """Imputation, indexing/encoding, assembling and scaling: the shared front of every model."""
+    numeric = spec.feature_columns()
+    imputed = [f"{c}__imputed" for c in numeric]
+    indexed = [f"{c}__index" for c in spec.categorical]
+    encoded = [f"{c}__onehot" for c in spec.categorical]
+    stages = [Imputer(inputCols=numeric, outputCols=imputed, strategy="median")]
+    if spec.categorical:
+        stages += [StringIndexer(inputCols=spec.categorical, outputCols=indexed, handleInvalid="keep",
+                                 stringOrderType="frequencyDesc"),
+                   OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep")]
+    stages += [VectorAssembler(inputCols=imputed + encoded, outputCol="features_raw", handleInvalid="keep"),
+               StandardScaler(inputCol="features_raw", outputCol="features", withMean=False, withStd=True)]
+    return stages
+
+
+def classifier(name: str, settings: TrainSettings):
+    if name == "logistic_regression":
+        s = settings.logistic_regression
+        return LogisticRegression(featuresCol="features", labelCol=LABEL_INDEX, family="multinomial",
+                                  maxIter=s.max_iter, regParam=s.reg_param, elasticNetParam=s.elastic_net_param)
+    if name == "random_forest":
+        s = settings.random_forest
+        return RandomForestClassifier(featuresCol="features", labelCol=LABEL_INDEX, numTrees=s.num_trees,
+                                      maxDepth=s.max_depth, seed=s.seed)
+    raise ValueError(f"unknown algorithm {name!r}")  # config validation stops this earlier
+
+
+def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings) -> Pipeline:
+    return Pipeline(stages=[*preprocessing_stages(spec), classifier(algorithm, settings)])
+
+
+# --------------------------------------------------------------------------- metrics
+def evaluate(predictions: DataFrame, classes: list[str]) -> ModelMetrics:
+    """Accuracy, macro/weighted F1 and per-class precision/recall from the k x k confusion matrix.
+
+    Only the confusion counts (k*k small rows) reach the driver.
+    """
+    k = len(classes)
+    confusion = [[0] * k for _ in range(k)]
+    for row in predictions.groupBy(LABEL_INDEX, "prediction").count().collect():
+        confusion[int(row[0])][int(row[1])] += int(row[2])
+    total = sum(map(sum, confusion))
+    if total == 0:
+        raise NoRecordsError("the test set is empty: add data or raise train.test_fraction")
+    per_class = {}
+    for i, name in enumerate(classes):
+        tp = confusion[i][i]
+        predicted = sum(confusion[r][i] for r in range(k))
+        actual = sum(confusion[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": float(actual)}
+    accuracy = sum(confusion[i][i] for i in range(k)) / total
+    macro_f1 = sum(c["f1"] for c in per_class.values()) / k
+    weighted_f1 = sum(c["f1"] * c["support"] for c in per_class.values()) / total
+    return ModelMetrics(accuracy=accuracy, macro_f1=macro_f1, weighted_f1=weighted_f1,
+                        per_class=per_class, confusion=confusion, test_rows=total)
+
+
+# --------------------------------------------------------------------------- job
+def train(spark: SparkSession, cfg: Config) -> TrainResult:
+    """Fit every configured algorithm, evaluate on held-out customers, register the models."""
+    spec, settings = cfg.spec, cfg.train
+    features_version = current_version(spark, require_table(spark, cfg, FEATURES))
+    labelled = (read_table(spark, cfg, FEATURES, version=features_version)
+                .where(F.col(LABEL).isNotNull())
+                .transform(with_label_index(spec.label.classes)))
+    train_df, test_df = split_by_customer(labelled, settings.test_fraction, settings.seed)
+    train_df = train_df.persist(StorageLevel.MEMORY_AND_DISK)   # every algorithm scans it
+    test_df = test_df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        train_rows, test_rows = train_df.count(), test_df.count()
+        if train_rows == 0:
+            raise NoRecordsError(f"features v{features_version} has no labelled rows to train on")
+        logger.info("training on %d rows, testing on %d rows (customer-grouped split, seed %d)",
+                    train_rows, test_rows, settings.seed)
+        version = registry.next_version(spark, cfg)
+        fitted: dict[str, PipelineModel] = {}
+        metrics: dict[str, ModelMetrics] = {}
+        for algorithm in settings.algorithms:
+            model = build_pipeline(spec, algorithm, settings).fit(train_df)
+            metrics[algorithm] = evaluate(model.transform(test_df), spec.label.classes)
+            fitted[algorithm] = model
+            logger.info("%s: %s", algorithm, {k: round(v, 4) for k, v in metrics[algorithm].headline().items()})
+    finally:
+        train_df.unpersist()
+        test_df.unpersist()
+
+    selected = max(metrics, key=lambda a: getattr(metrics[a], settings.primary_metric))
+    for algorithm, model in fitted.items():
+        registry.register(spark, cfg, model, registry.ModelRecord(
+            model_name=algorithm, model_version=version, features_version=features_version,
+            train_rows=train_rows, test_rows=test_rows, metrics=metrics[algorithm].headline(),
+            per_class=json.dumps(metrics[algorithm].per_class), confusion=json.dumps(metrics[algorithm].confusion),
+            classes=spec.label.classes, selected=algorithm == selected,
+            config=json.dumps(cfg.as_dict(), default=str)))
+    logger.info("registered model version %d; selected %s by %s", version, selected, settings.primary_metric)
+    return TrainResult(version=version, features_version=features_version, train_rows=train_rows,
+                       test_rows=test_rows, metrics=metrics, selected=selected)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create .venv/ in the repo root and install credit_spark with the given extras (idempotent).
+#   scripts/setup.sh            # runtime only
+#   scripts/setup.sh dev        # + test tools
+# A second run with the same setup.py and extras does nothing; pip's cache serves reinstalls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXTRAS="${1:-}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"credit_spark needs Python >= 3.10 (3.11 recommended), found {sys.version.split()[0]}")
+PY
+command -v java >/dev/null || { echo "Java 17 is required by Spark: install a JDK 17 first" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating virtual environment .venv/ with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=".venv/.credit_spark-$(cat setup.py | sha1sum | cut -c1-12)-${EXTRAS:-base}"
+if [ -f "$stamp" ]; then
+  echo "[setup] .venv/ is up to date (extras: ${EXTRAS:-none})"
+else
+  echo "[setup] installing credit_spark${EXTRAS:+[$EXTRAS]} into .venv/"
+  .venv/bin/python -m pip install -q --upgrade pip
+  if [ -n "$EXTRAS" ]; then
+    .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  touch "$stamp"
+fi

@@ -1,0 +1,39 @@
+"""Packaging for credit_spark.
+
+pyspark and delta-spark are pinned as a pair: each Delta release is built against one Spark
+minor version, and `configure_spark_with_delta_pip` downloads the Delta JAR matching the
+installed delta-spark version, so the two must move together.
+
+The top-level ``conf/`` folder is shipped inside the wheel as the ``credit_spark.conf`` package,
+so a job started from an installed wheel (spark-submit, Databricks) finds the same base config
+and dataset specs as a run from the source tree.
+"""
+from setuptools import setup
+
+SPARK_PINS = ["pyspark==4.0.1", "delta-spark==4.0.1"]
+
+setup(
+    name="credit_spark",
+    version="0.1.0",
+    description="Distributed credit-score classification on Spark, MLlib and Delta Lake",
+    python_requires=">=3.10",
+    packages=["credit_spark", "credit_spark.conf"],
+    package_dir={"credit_spark": "credit_spark", "credit_spark.conf": "conf"},
+    package_data={"credit_spark.conf": ["*.yaml", "datasets/*.yaml", "sql/*.sql"]},
+    include_package_data=True,
+    install_requires=[
+        *SPARK_PINS,
+        "pandas>=2.2,<3",
+        "numpy>=1.26,<2.4",
+        "pyarrow>=15",
+        "PyYAML>=6.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "psutil>=5.9"],
+        "bench": ["psutil>=5.9"],
+        # The neural-network issue adds its own stack here; torch is several GB, so it stays
+        # out of the default install.
+        "nn": ["torch>=2.2"],
+    },
+    entry_points={"console_scripts": ["credit-spark=credit_spark.cli:main"]},
+)
