@@ -86,7 +86,8 @@ def list_count(col: Column, separator: str, placeholders: list[str]) -> Column:
 def period_index(col: Column, fmt: str) -> Column:
     """The period as an integer: month 1..12 for ``month_name``."""
     if fmt == "month_name":
-        return (F.array_position(F.array(*[F.lit(m) for m in MONTH_NAMES]), F.trim(col))).cast("int")
+        position = F.array_position(F.array(*[F.lit(m) for m in MONTH_NAMES]), F.trim(col))
+        return F.nullif(position, F.lit(0)).cast("int")   # 0 = not a month name
     raise ValueError(f"unsupported period format {fmt!r}")  # pragma: no cover - spec validation stops it
 
 

@@ -1,0 +1,53 @@
+"""One Spark session for the whole suite: local[2], Delta on, UTC, two shuffle partitions, no UI."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from credit_spark.config import Config, LakeSettings, SparkSettings, load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TEST_SPARK = SparkSettings(
+    master="local[2]",
+    app_name="credit_spark_tests",
+    log_level="ERROR",
+    conf={
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.memory": "2g",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    },
+)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from credit_spark.session import get_spark
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    settings = dataclasses.replace(TEST_SPARK, conf={**TEST_SPARK.conf, "spark.sql.warehouse.dir": str(warehouse)})
+    session = get_spark(settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def cfg(tmp_path) -> Config:
+    """The shipped config with a fresh lake folder per test."""
+    loaded = load_config(lake=str(tmp_path / "lake"))
+    return dataclasses.replace(loaded, spark=TEST_SPARK, lake=LakeSettings(root=str(tmp_path / "lake")))
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared sample data not present at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,89 @@
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from credit_spark.config import DatasetSpec, LabelSpec, ListRule, NumericRule, PeriodSpec
+from credit_spark.features import (apply_range, build_features, clean_text, duration_months, list_count,
+                                   parse_number, period_index)
+
+PLACEHOLDERS = ["_", "_______", "NM", "!@9#%8", "#F%$D@*&8", "__10000__", "__-333333333333333333333333333__"]
+
+
+def one_column(spark, values, expr, out_type="double"):
+    df = spark.createDataFrame([(v,) for v in values], "v string")
+    return df.select(expr(F.col("v")).cast(out_type).alias("v"))
+
+
+def expected(spark, values, out_type="double"):
+    return spark.createDataFrame([(v,) for v in values], f"v {out_type}")
+
+
+def test_numbers_with_stray_characters_and_placeholders(spark):
+    raw = ["52312.68_", "_32", "__10000__", "__-333333333333333333333333333__", "_", "", None,
+           " 17 ", "-100", "2022.0", "12a", "1e3", "113781.38999999998"]
+    out = one_column(spark, raw, lambda c: parse_number(c, PLACEHOLDERS))
+    assertDataFrameEqual(out, expected(spark, [52312.68, 32.0, None, None, None, None, None,
+                                               17.0, -100.0, 2022.0, None, 1000.0, 113781.38999999998]),
+                         checkRowOrder=True)
+
+
+def test_text_placeholders_become_null(spark):
+    raw = ["_______", "NM", "!@9#%8", "#F%$D@*&8", " Lawyer ", "", "Yes"]
+    out = one_column(spark, raw, lambda c: clean_text(c, PLACEHOLDERS), "string")
+    assertDataFrameEqual(out, expected(spark, [None, None, None, None, "Lawyer", None, "Yes"], "string"),
+                         checkRowOrder=True)
+
+
+@pytest.mark.parametrize("rule, result", [
+    (NumericRule(min=0, max=10), [None, 0.0, 10.0, None, None]),
+    (NumericRule(min=0, max=10, out_of_range="cap"), [0.0, 0.0, 10.0, 10.0, None]),
+    (NumericRule(min=0), [None, 0.0, 10.0, 1798.0, None]),
+])
+def test_out_of_range_values(spark, rule, result):
+    df = spark.createDataFrame([(-5.0,), (0.0,), (10.0,), (1798.0,), (None,)], "v double")
+    out = df.select(apply_range(F.col("v"), rule).alias("v"))
+    assertDataFrameEqual(out, expected(spark, result), checkRowOrder=True)
+
+
+def test_duration_text_to_months(spark):
+    raw = ["22 Years and 9 Months", "0 Years and 1 Months", "1 Year and 0 Months", "7 Months", "NA", None]
+    out = one_column(spark, raw, duration_months)
+    assertDataFrameEqual(out, expected(spark, [273.0, 1.0, 12.0, 7.0, None, None]), checkRowOrder=True)
+
+
+def test_list_text_item_count(spark):
+    raw = ["Auto Loan, Personal Loan, and Home Equity Loan", "Not Specified", "Auto Loan, and Payday Loan",
+           "", None, "_"]
+    out = one_column(spark, raw, lambda c: list_count(c, ",", PLACEHOLDERS))
+    assertDataFrameEqual(out, expected(spark, [3.0, 1.0, 2.0, 0.0, 0.0, 0.0]), checkRowOrder=True)
+
+
+def test_month_names_to_period(spark):
+    out = one_column(spark, ["January", "September", " December ", "Smarch", None],
+                     lambda c: period_index(c, "month_name"), "int")
+    assertDataFrameEqual(out, expected(spark, [1, 9, 12, None, None], "int"), checkRowOrder=True)
+
+
+SPEC = DatasetSpec(
+    name="tiny", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),
+    label=LabelSpec(column="Score", classes=["Good", "Poor"]), pii=["Name", "SSN"],
+    numeric={"Age": NumericRule(min=14, max=100)}, categorical=["Job"],
+    duration_months=["History"], lists={"Loans": ListRule()}, placeholders=["_", "_______"],
+)
+
+
+def test_build_features_contract_drops_pii(spark):
+    raw = spark.createDataFrame(
+        [("0x1", "C1", "March", "Ann Lee", "123-45-6789", "34_", "_______", "2 Years and 3 Months",
+          "Auto Loan, and Student Loan", "Good"),
+         ("0x2", "C2", "April", "Bo Kim", "#F%$D@*&8", "-500", "Lawyer", None, None, "Meh")],
+        "ID string, Cust string, Month string, Name string, SSN string, Age string, Job string, "
+        "History string, Loans string, Score string")
+    out = build_features(raw, SPEC)
+    assert not {"Name", "SSN"} & set(out.columns)
+    want = spark.createDataFrame(
+        [("0x1", "C1", 3, 34.0, 27.0, 2.0, None, "Good"),
+         ("0x2", "C2", 4, None, None, 0.0, "Lawyer", None)],
+        "record_id string, customer_id string, period int, Age double, History double, "
+        "Loans_count double, Job string, label string")
+    assertDataFrameEqual(out, want)

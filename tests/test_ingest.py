@@ -1,0 +1,112 @@
+import dataclasses
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from credit_spark.config import DatasetSpec, LabelSpec, NumericRule, PeriodSpec
+from credit_spark.errors import MissingColumnError
+from credit_spark.ingest import ingest
+from credit_spark.tables import QUARANTINE, RAW_RECORDS, table_exists
+
+TINY = DatasetSpec(
+    name="tiny", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),
+    label=LabelSpec(column="Score", classes=["Good", "Poor"]), pii=["Name"],
+    numeric={"Age": NumericRule(min=14, max=100)},
+)
+
+HEADER = "ID,Cust,Month,Name,Age,Score"
+MIXED = [
+    "1,C1,March,Ann,30,Good",
+    "2,C2,March,Bo,40,Poor,extra",        # malformed: one field too many
+    "3,C3,March",                         # malformed: fields missing
+    ",C4,March,Di,50,Good",               # missing record id
+    "5,,March,Ed,50,Good",                # missing customer id
+    "6,C6,Smarch,Flo,50,Good",            # not a month
+    "7,C7,April,Gus,50,Excellent",        # label outside the spec's classes
+    "8,C8,April,Hal,61_,",                # fine: dirty numbers are the features stage's job
+    "9,C9,April,Ivy,20,Poor",
+    "9,C9,April,Ivy,21,Poor",             # the same record id twice in one batch
+]
+
+
+@pytest.fixture()
+def tiny_cfg(cfg):
+    return dataclasses.replace(cfg, spec=TINY)
+
+
+def write_csv(path, header, lines):
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return str(path)
+
+
+def test_every_row_is_ingested_or_quarantined_with_a_reason(spark, tiny_cfg, tmp_path):
+    src = write_csv(tmp_path / "batch.csv", HEADER, MIXED)
+    result = ingest(spark, tiny_cfg, src)
+    assert result.rows_read == len(MIXED)
+    assert result.rows_ingested + result.rows_quarantined == result.rows_read
+    assert result.quarantine_reasons == {
+        "duplicate_record_id_in_batch": 1, "invalid_label": 1, "invalid_period": 1,
+        "malformed_row": 2, "missing_customer_id": 1, "missing_record_id": 1,
+    }
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS))
+    assert sorted(r.ID for r in raw.select("ID").collect()) == ["1", "8", "9"]
+    assert raw.where(F.col("ID") == "8").first().Age == "61_"            # kept as the string it was
+    quarantine = spark.read.format("delta").load(tiny_cfg.table_path(QUARANTINE))
+    assert quarantine.count() == result.rows_quarantined
+    details = {r.reason: r.detail for r in quarantine.collect()}
+    assert details["invalid_period"] == "Month=Smarch"
+    assert details["invalid_label"] == "Score=Excellent"
+    assert details["duplicate_record_id_in_batch"] == "ID=9"
+
+
+def test_quarantine_keeps_no_personal_identifiers_of_parsed_rows(spark, tiny_cfg, tmp_path):
+    ingest(spark, tiny_cfg, write_csv(tmp_path / "b.csv", HEADER, MIXED))
+    quarantine = spark.read.format("delta").load(tiny_cfg.table_path(QUARANTINE))
+    parsed = [json.loads(r.raw) for r in quarantine.where(F.col("reason") != "malformed_row").collect()]
+    assert parsed and all("Name" not in row for row in parsed)
+    assert all("Age" in row for row in parsed)
+
+
+def test_reingesting_the_same_file_duplicates_nothing(spark, tiny_cfg, tmp_path):
+    src = write_csv(tmp_path / "batch.csv", HEADER, MIXED)
+    first = ingest(spark, tiny_cfg, src)
+    second = ingest(spark, tiny_cfg, src)
+    assert second.batch_id == first.batch_id
+    assert (second.rows_inserted, second.rows_updated) == (0, 0)
+    assert spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS)).count() == first.rows_ingested
+    assert spark.read.format("delta").load(tiny_cfg.table_path(QUARANTINE)).count() == first.rows_quarantined
+
+
+def test_a_corrected_record_updates_instead_of_duplicating(spark, tiny_cfg, tmp_path):
+    ingest(spark, tiny_cfg, write_csv(tmp_path / "a.csv", HEADER, ["1,C1,March,Ann,30,Good"]))
+    result = ingest(spark, tiny_cfg, write_csv(tmp_path / "b.csv", HEADER,
+                                               ["1,C1,March,Ann,31,Good", "2,C2,March,Bo,40,Poor"]))
+    assert (result.rows_inserted, result.rows_updated) == (1, 1)
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS))
+    assert sorted((r.ID, r.Age) for r in raw.select("ID", "Age").collect()) == [("1", "31"), ("2", "40")]
+
+
+def test_missing_columns_stop_before_any_write(spark, tiny_cfg, tmp_path):
+    src = write_csv(tmp_path / "bad.csv", "ID,Month,Name,Score", ["1,March,Ann,Good"])
+    with pytest.raises(MissingColumnError, match=r"missing required column\(s\): Cust, Age"):
+        ingest(spark, tiny_cfg, src)
+    assert not table_exists(spark, tiny_cfg.table_path(RAW_RECORDS))
+    assert not table_exists(spark, tiny_cfg.table_path(QUARANTINE))
+
+
+def test_columns_are_matched_by_name_and_label_is_optional(spark, tiny_cfg, tmp_path):
+    src = write_csv(tmp_path / "unlabelled.csv", "Age,Month,Extra,Cust,ID,Name", ["44,May,x,C5,50,Jo"])
+    result = ingest(spark, tiny_cfg, src)
+    assert (result.rows_read, result.rows_ingested) == (1, 1)
+    row = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS)).first()
+    assert (row.ID, row.Cust, row.Month, row.Age, row.Score) == ("50", "C5", "May", "44", None)
+    assert "Extra" not in row.asDict()
+
+
+def test_parquet_folder_input(spark, tiny_cfg, tmp_path):
+    rows = [("1", "C1", "March", "Ann", "30", "Good"), ("2", "C2", "March", "Bo", "41", None)]
+    spark.createDataFrame(rows, "ID string, Cust string, Month string, Name string, Age string, Score string") \
+        .write.parquet(str(tmp_path / "in.parquet"))
+    result = ingest(spark, tiny_cfg, str(tmp_path / "in.parquet"))
+    assert (result.rows_read, result.rows_ingested, result.rows_quarantined) == (2, 2, 0)
