@@ -28,7 +28,7 @@ from credit_spark.tables import (QUARANTINE, RAW_RECORDS, append, last_operation
 logger = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
-META_COLUMNS = ["batch_id", "source_file", "ingested_at", "row_hash"]
+FORMATS = ("csv", "parquet")
 
 # quarantine reasons (a stable vocabulary that analysts can group by)
 MALFORMED = "malformed_row"
@@ -53,32 +53,35 @@ class IngestResult:
 
 
 # --------------------------------------------------------------------------- extract
-def list_input_files(spark: SparkSession, path: str, fmt: str) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of each data file under ``path``: one small row per file, no content read."""
+def list_input_files(spark: SparkSession, path: str, fmt: str | None) -> tuple[str, list[tuple[str, int, int]]]:
+    """The input format and the (path, size, mtime) of each data file under ``path``.
+
+    One small row per file is read (no content). Without an explicit ``fmt`` the format is taken
+    from the files' extensions (.csv or .parquet); a folder holding both must name one.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise CreditSparkError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     try:
-        listing = (spark.read.format("binaryFile").option("pathGlobFilter", f"*.{fmt}")
-                   .option("recursiveFileLookup", "true").load(path)
+        listing = (spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path)
                    .select("path", "length", F.col("modificationTime").cast("long")))
-        files = sorted((r[0], int(r[1]), int(r[2])) for r in listing.collect())
+        found = sorted((r[0], int(r[1]), int(r[2])) for r in listing.collect())
     except AnalysisException as exc:
-        raise CreditSparkError(f"cannot read input {path}: {exc.getMessage() if hasattr(exc, 'getMessage') else exc}") from exc
-    if not files:
+        raise CreditSparkError(f"cannot read input {path}: {str(exc).splitlines()[0]}") from exc
+    by_format = {f: [x for x in found if x[0].endswith(f".{f}")] for f in FORMATS}
+    if fmt is None:
+        present = [f for f, files in by_format.items() if files]
+        if len(present) > 1:
+            raise CreditSparkError(f"{path} holds both {' and '.join(present)} files: pass --format")
+        fmt = present[0] if present else "csv"
+    if not by_format[fmt]:
         raise NoRecordsError(f"no *.{fmt} files found at {path}")
-    return files
+    return fmt, by_format[fmt]
 
 
 def batch_id_for(files: list[tuple[str, int, int]]) -> str:
     """A batch id that is the same whenever the same files are ingested again."""
     digest = hashlib.sha256("\n".join(f"{p}|{n}|{t}" for p, n, t in files).encode()).hexdigest()
     return digest[:16]
-
-
-def detect_format(path: str, fmt: str | None) -> str:
-    if fmt:
-        if fmt not in ("csv", "parquet"):
-            raise CreditSparkError(f"--format must be csv or parquet, got {fmt!r}")
-        return fmt
-    return "parquet" if path.rstrip("/").endswith(".parquet") or "parquet" in path.rsplit("/", 1)[-1] else "csv"
 
 
 def read_raw(spark: SparkSession, path: str, fmt: str, spec: DatasetSpec) -> DataFrame:
@@ -183,8 +186,7 @@ def merge_raw_records(spark: SparkSession, records: DataFrame, path: str, record
 def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = None) -> IngestResult:
     """Ingest one file or folder of files into the lake (idempotent per set of files)."""
     spec = cfg.spec
-    fmt = detect_format(input_path, fmt)
-    files = list_input_files(spark, input_path, fmt)
+    fmt, files = list_input_files(spark, input_path, fmt)
     batch_id = batch_id_for(files)
     logger.info("ingesting %d %s file(s) from %s as batch %s", len(files), fmt, input_path, batch_id)
 

@@ -1,0 +1,135 @@
+"""End to end through the real CLI: every stage on a small generated dataset, then spark-submit."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from credit_spark.cli import COMMANDS, build_parser, main
+from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS, SCORES
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+PII = {"Name", "SSN"}
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def delta(spark, lake, name):
+    return spark.read.format("delta").load(f"{lake}/{name}")
+
+
+@pytest.fixture(scope="module")
+def lake_after_demo(spark, tmp_path_factory):
+    """generate -> ingest (twice) -> features -> train -> score (twice), through the CLI."""
+    base = tmp_path_factory.mktemp("e2e")
+    lake, labelled, later = str(base / "lake"), str(base / "labelled"), str(base / "september")
+    small_rf = base / "small.yaml"
+    small_rf.write_text("train:\n  random_forest:\n    num_trees: 5\n    max_depth: 4\n")
+    common = ["--lake", lake, "--conf", str(small_rf)]
+    assert cli("generate", "--rows", "1200", "--seed", "11", "--out", labelled) == 0
+    assert cli("generate", "--rows", "150", "--seed", "11", "--months", "1", "--start-month", "9",
+               "--unlabeled", "--format", "parquet", "--out", later) == 0
+    # a malformed extra file: the quarantine path in the same run
+    bad = base / "bad"
+    bad.mkdir()
+    header = (Path(labelled).glob("part-*.csv").__next__()).read_text().splitlines()[0]
+    (bad / "bad.csv").write_text(header + "\n0xdead,CUS_0x1,January,oops\n")
+    for src in (labelled, later, str(bad)):
+        assert cli(*common, "ingest", "--input", src) == 0
+    assert cli(*common, "ingest", "--input", labelled) == 0        # re-ingest: no duplicates
+    assert cli(*common, "features") == 0
+    assert cli(*common, "train") == 0
+    assert cli(*common, "score", "--run-date", "2026-09-30") == 0
+    assert cli(*common, "score", "--run-date", "2026-09-30") == 0  # rerun: same rows
+    return lake, common
+
+
+def test_row_counts_are_conserved(spark, lake_after_demo):
+    lake, _ = lake_after_demo
+    raw, quarantine = delta(spark, lake, RAW_RECORDS), delta(spark, lake, QUARANTINE)
+    assert raw.count() == 1200 + 150
+    assert raw.select("ID").distinct().count() == raw.count()
+    assert quarantine.count() == 1 and quarantine.first().reason == "malformed_row"
+    assert delta(spark, lake, FEATURES).count() == raw.count()
+
+
+def test_scores_hold_one_row_per_record_of_the_date(spark, lake_after_demo):
+    lake, _ = lake_after_demo
+    scores = delta(spark, lake, SCORES)
+    assert scores.count() == 150
+    assert scores.select("record_id").distinct().count() == 150
+    september = delta(spark, lake, FEATURES).where(F.col("period") == 9).count()
+    assert september == 150
+
+
+def test_no_personal_identifiers_downstream(spark, lake_after_demo):
+    lake, _ = lake_after_demo
+    assert not PII & set(delta(spark, lake, FEATURES).columns)
+    assert not PII & set(delta(spark, lake, SCORES).columns)
+    # and no value of a raw Name shows up in features either
+    names = delta(spark, lake, RAW_RECORDS).where(F.col("Name").isNotNull()).select("Name").distinct()
+    features = delta(spark, lake, FEATURES)
+    text_cols = [c for c, t in features.dtypes if t == "string"]
+    leaked = features.select(F.explode(F.array(*text_cols)).alias("v")).join(names, F.col("v") == F.col("Name"))
+    assert leaked.count() == 0
+
+
+def test_sql_command_sees_tables_by_short_name(spark, lake_after_demo, capsys):
+    _, common = lake_after_demo
+    assert cli(*common, "sql", "SELECT count(*) AS n FROM scores") == 0
+    out = capsys.readouterr().out
+    assert "|150|" in out.replace(" ", "")
+
+
+def test_user_errors_exit_2_with_a_message(spark, lake_after_demo, tmp_path, capsys):
+    _, common = lake_after_demo
+    assert cli(*common, "score", "--run-date", "2026-12-31") == 2
+    assert "no records for run date 2026-12-31" in capsys.readouterr().err
+    empty_lake = ["--lake", str(tmp_path / "empty")]
+    assert cli(*empty_lake, "train") == 2
+    assert "table 'features' does not exist" in capsys.readouterr().err
+    bad_conf = tmp_path / "bad.yaml"
+    bad_conf.write_text("lake:\n  rooot: x\n")
+    assert cli("--conf", str(bad_conf), "features") == 2
+    assert "lake: unknown key 'rooot'" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help_and_a_job_file():
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+        job = ROOT / "jobs" / f"{name}.py"
+        assert job.is_file() and f'run_job("{name}")' in job.read_text()
+
+
+def test_global_options_before_or_after_the_subcommand():
+    parser = build_parser()
+    assert parser.parse_args(["--lake", "/x", "features"]).lake == "/x"
+    assert parser.parse_args(["features", "--lake", "/y"]).lake == "/y"
+    assert parser.parse_args(["--conf", "a.yaml", "features"]).conf == ["a.yaml"]
+
+
+def test_spark_submit_runs_a_job_file(lake_after_demo):
+    """The jobs/ files are real spark-submit entry points (a new JVM, Delta via --packages)."""
+    lake, _ = lake_after_demo
+    bin_dir = Path(sys.executable).parent
+    from importlib.metadata import version
+    package = f"io.delta:delta-spark_2.13:{version('delta-spark')}"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    proc = subprocess.run(
+        [str(bin_dir / "spark-submit"), "--master", "local[1]", "--packages", package,
+         "--conf", "spark.ui.enabled=false", str(ROOT / "jobs" / "sql.py"),
+         "--lake", lake, "SELECT count(*) AS n FROM scores"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    # spark-submit's Python runner merges the driver's stderr into its stdout
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "running under spark-submit" in output
+    assert "|150|" in proc.stdout.replace(" ", "")
