@@ -23,6 +23,7 @@ from credit_spark.errors import CreditSparkError
 logger = logging.getLogger("credit_spark.cli")
 
 EXIT_USER_ERROR = 2
+NO_SPARK = {"catalog"}   # subcommands that only read config
 
 
 # --------------------------------------------------------------------------- handlers
@@ -52,8 +53,19 @@ def _ingest(spark, cfg: Config, args) -> None:
 def _features(spark, cfg: Config, args) -> None:
     from credit_spark.features import run_features
 
+    from credit_spark.quality import format_quality
+
     r = run_features(spark, cfg)
     print(f"features: {r.rows:,} rows from raw_records v{r.raw_version} -> features v{r.features_version}")
+    print("data quality (also in the data_quality table):")
+    print(format_quality(r.quality))
+
+
+def _catalog(spark, cfg: Config, args) -> None:
+    from credit_spark.features import catalog_markdown
+
+    print(f"Features of dataset spec '{cfg.spec.name}':\n")
+    print(catalog_markdown(cfg.spec))
 
 
 def _train(spark, cfg: Config, args) -> None:
@@ -146,6 +158,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "generate": (_generate, "write synthetic raw records (the public dataset's schema, with its dirt)"),
     "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
     "features": (_features, "rebuild the features table from raw_records (cleaned, typed, no PII)"),
+    "catalog": (_catalog, "print the feature catalog of the dataset spec (name, type, description)"),
     "train": (_train, "train LR and RF on features, split by customer; register the models"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
@@ -221,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         from credit_spark.session import get_spark
 
-        spark = get_spark(cfg.spark)
+        spark = None if args.command in NO_SPARK else get_spark(cfg.spark)
         handler(spark, cfg, args)
         return 0
     except CreditSparkError as exc:

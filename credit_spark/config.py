@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import logging
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class NumericRule:
     max: float | None = None
     #: values outside [min, max] become null ("null") or are clipped to the bound ("cap")
     out_of_range: Literal["null", "cap"] = "null"
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,14 @@ class PeriodSpec:
     """The column that places a record in time, and how its text is written."""
 
     column: str
-    #: ``month_name``: "January".."December" (the public dataset has no year)
-    format: Literal["month_name"] = "month_name"
+    #: ``month_name``: "January".."December" (no year; period = month 1..12);
+    #: ``year_month``: "2024-03" and ``date``: "2024-03-31" (period = yyyymm)
+    format: Literal["month_name", "year_month", "date"] = "month_name"
 
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """The label column and its classes, ordered from best to worst credit."""
+    """The label column and its classes, ordered from best to worst credit (the last is "bad")."""
 
     column: str
     classes: list[str]
@@ -67,6 +70,46 @@ class ListRule:
     """A column holding a list of items in text ("A, B, and C")."""
 
     separator: str = ","
+    #: known items: one count column each (``<column>__<item>``), plus ``<column>_count`` in total
+    items: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """A composite category ("High_spent_Small_value_payments") split into its parts."""
+
+    #: a regular expression with one capturing group per part
+    pattern: str
+    #: output column names, one per group (categorical features)
+    parts: list[str]
+
+
+@dataclass(frozen=True)
+class StableRule:
+    """An attribute that should not change for a customer across periods, repaired from its other periods."""
+
+    #: ``mode``: the customer's most frequent valid value; ``near_mode``: keep the value when it is
+    #: within ``tolerance`` of that mode (e.g. age, which grows by one a year), else the mode
+    method: Literal["mode", "near_mode"] = "mode"
+    tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class DerivedFeature:
+    """An engineered feature as a Spark SQL expression over cleaned columns."""
+
+    expr: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TemporalSpec:
+    """Per-customer history features over *earlier* periods only (no look-ahead)."""
+
+    columns: list[str] = field(default_factory=list)
+    #: rolling mean/max over the last ``window`` earlier periods
+    window: int = 3
 
 
 @dataclass(frozen=True)
@@ -74,29 +117,38 @@ class DatasetSpec:
     """Which column plays which role. Nothing about a dataset's column names lives in Python."""
 
     name: str
-    record_id: str
-    customer_id: str
-    period: PeriodSpec
     label: LabelSpec
+    #: null: the record id is a hash of the row's content
+    record_id: str | None = None
+    #: null: every record is its own customer
+    customer_id: str | None = None
+    #: null: records have no period; a run date scores all of them
+    period: PeriodSpec | None = None
     pii: list[str] = field(default_factory=list)
     numeric: dict[str, NumericRule] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
     duration_months: list[str] = field(default_factory=list)
     lists: dict[str, ListRule] = field(default_factory=dict)
+    splits: dict[str, SplitRule] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
+    stable: dict[str, StableRule] = field(default_factory=dict)
+    derived: dict[str, DerivedFeature] = field(default_factory=dict)
+    temporal: TemporalSpec = field(default_factory=TemporalSpec)
 
     def required_columns(self) -> list[str]:
         """Columns every input file must have (the label is optional: unlabelled files are scored)."""
-        cols = [self.record_id, self.customer_id, self.period.column, *self.pii, *self.numeric,
-                *self.categorical, *self.duration_months, *self.lists]
+        keys = [c for c in (self.record_id, self.customer_id, self.period and self.period.column) if c]
+        cols = [*keys, *self.pii, *self.numeric, *self.categorical, *self.duration_months,
+                *self.lists, *self.splits]
         return list(dict.fromkeys(cols))
 
     def all_columns(self) -> list[str]:
         return [*self.required_columns(), self.label.column]
 
-    def feature_columns(self) -> list[str]:
-        """Model inputs written to the ``features`` table, in a stable order."""
-        return [*self.numeric, *self.duration_months, *(f"{c}_count" for c in self.lists)]
+    @property
+    def record_key(self) -> str:
+        """The raw column that identifies a record (generated at ingest when the data has none)."""
+        return self.record_id or GENERATED_RECORD_ID
 
 
 # --------------------------------------------------------------------------- application config
@@ -162,6 +214,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
+GENERATED_RECORD_ID = "_record_id"
 ALGORITHMS = ("logistic_regression", "random_forest")
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
@@ -224,7 +277,7 @@ def load_dataset_spec(ref: str) -> DatasetSpec:
 
 
 def validate_spec(spec: DatasetSpec, source: str) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Cross-field checks that types alone cannot express; each error names the key."""
     roles: dict[str, str] = {}
 
     def claim(column: str, role: str) -> None:
@@ -233,10 +286,12 @@ def validate_spec(spec: DatasetSpec, source: str) -> None:
                               f"{roles[column]} and {role}")
         roles[column] = role
 
-    for column, role in [(spec.record_id, "record_id"), (spec.customer_id, "customer_id"),
-                         (spec.period.column, "period.column"), (spec.label.column, "label.column")]:
-        claim(column, role)
-    for role in ("pii", "numeric", "categorical", "duration_months", "lists"):
+    keys = [(spec.record_id, "record_id"), (spec.customer_id, "customer_id"),
+            (spec.period.column if spec.period else None, "period.column"), (spec.label.column, "label.column")]
+    for column, role in keys:
+        if column:
+            claim(column, role)
+    for role in ("pii", "numeric", "categorical", "duration_months", "lists", "splits"):
         for column in getattr(spec, role):
             claim(column, role)
     for column, rule in spec.numeric.items():
@@ -245,6 +300,35 @@ def validate_spec(spec: DatasetSpec, source: str) -> None:
     if len(spec.label.classes) < 2 or len(set(spec.label.classes)) != len(spec.label.classes):
         raise ConfigError(f"{source}: label.classes must list at least two distinct classes, "
                           f"got {spec.label.classes}")
+    for column, rule in spec.splits.items():
+        try:
+            groups = re.compile(rule.pattern).groups
+        except re.error as exc:
+            raise ConfigError(f"{source}: splits.{column}.pattern: invalid regular expression: {exc}") from exc
+        if groups != len(rule.parts):
+            raise ConfigError(f"{source}: splits.{column}: pattern has {groups} group(s) but "
+                              f"{len(rule.parts)} part name(s)")
+    parsed = set(spec.numeric) | set(spec.categorical) | set(spec.duration_months)
+    for column in spec.stable:
+        if column not in parsed:
+            raise ConfigError(f"{source}: stable.{column}: not a numeric, categorical or duration column")
+        if spec.customer_id is None:
+            raise ConfigError(f"{source}: stable.{column}: repair needs customer_id")
+    for column, rule in spec.stable.items():
+        if rule.method == "near_mode" and column in spec.categorical:
+            raise ConfigError(f"{source}: stable.{column}.method: near_mode needs a numeric column")
+    numeric_like = set(spec.numeric) | set(spec.duration_months) | set(spec.derived)
+    for column in spec.temporal.columns:
+        if column not in numeric_like:
+            raise ConfigError(f"{source}: temporal.columns: '{column}' is not a numeric, duration or "
+                              f"derived feature")
+    if spec.temporal.columns and (spec.customer_id is None or spec.period is None):
+        raise ConfigError(f"{source}: temporal: history features need customer_id and period")
+    if spec.temporal.window < 1:
+        raise ConfigError(f"{source}: temporal.window must be at least 1, got {spec.temporal.window}")
+    for name in spec.derived:
+        if name in roles:
+            raise ConfigError(f"{source}: derived.{name}: the name is already a column of the dataset")
 
 
 def load_config(overlays: list[str] | None = None, env: str | None = None,

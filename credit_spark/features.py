@@ -1,20 +1,34 @@
-"""Clean ``raw_records`` into the model-ready ``features`` table, driven only by the dataset spec.
+"""Clean ``raw_records`` and engineer features into the ``features`` table, driven only by the spec.
 
-Every transform here is a pure ``DataFrame -> DataFrame`` function of Spark built-ins (no Python
-UDFs), so the same code runs for training and for scoring. Personal identifiers never leave the
-raw zone: :func:`select_features` is the schema contract and names no PII column.
+Order of the transforms (each a pure ``DataFrame -> DataFrame`` of Spark built-ins, no Python UDFs):
+
+1. ``clean_columns``  — numbers from dirty text, placeholders to null, valid ranges, durations,
+   lists (per-item counts and a total), composite categories split into parts;
+2. ``repair_stable``  — attributes that should not change for a customer (occupation, income,
+   age ±1) repaired from the customer's other periods with window functions;
+3. ``with_derived``   — engineered ratios as Spark SQL expressions declared in the spec;
+4. ``with_history``   — per-customer previous value, change, rolling mean/max over *earlier*
+   periods only (``rowsBetween(-k, -1)``), so nothing from the future leaks into a record;
+5. ``select_features`` — the table contract: keys, features, label. No personal identifiers.
+
+Missing values are not filled here: imputation is learned on the training split inside the
+model pipeline (``train.preprocessing_stages``), so its statistics come from training data only.
+The same function builds the rows that are trained on and the rows that are scored.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Callable
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from credit_spark.config import MONTH_NAMES, Config, DatasetSpec, NumericRule
-from credit_spark.errors import NoRecordsError
+from credit_spark.config import MONTH_NAMES, Config, DatasetSpec, NumericRule, PeriodSpec
+from credit_spark.errors import ConfigError, NoRecordsError
 from credit_spark.tables import (FEATURES, RAW_RECORDS, current_version, last_operation_metrics,
                                  overwrite_table, read_table, require_table)
 
@@ -29,10 +43,83 @@ NUMBER_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
 
 @dataclass(frozen=True)
+class FeatureInfo:
+    """One line of the feature catalog."""
+
+    name: str
+    kind: str          # "numeric" or "categorical"
+    description: str
+
+
+@dataclass(frozen=True)
 class FeaturesResult:
     rows: int
     raw_version: int
     features_version: int
+    quality: list = field(default_factory=list)   # list[quality.ColumnQuality]
+
+
+# --------------------------------------------------------------------------- naming and catalog
+def slug(text: str) -> str:
+    """"Home Equity Loan" -> home_equity_loan (for generated column names)."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+
+
+def list_item_column(column: str, item: str) -> str:
+    return f"{column}__{slug(item)}"
+
+
+def feature_catalog(spec: DatasetSpec) -> list[FeatureInfo]:
+    """Every model input the spec produces, with its type and a one-line description.
+
+    The single source of truth for the features table's columns and the model's inputs.
+    """
+    out: list[FeatureInfo] = []
+    for name, rule in spec.numeric.items():
+        desc = rule.description or f"{name} as a number"
+        bounds = f" (valid {rule.min}..{rule.max}, else {'capped' if rule.out_of_range == 'cap' else 'null'})"
+        out.append(FeatureInfo(name, "numeric", desc + bounds))
+    for name in spec.duration_months:
+        out.append(FeatureInfo(name, "numeric", f"{name} in months (from 'N Years and M Months')"))
+    for name, rule in spec.lists.items():
+        out.append(FeatureInfo(f"{name}_count", "numeric", rule.description or f"number of items in {name}"))
+        for item in rule.items:
+            out.append(FeatureInfo(list_item_column(name, item), "numeric", f"times '{item}' appears in {name}"))
+    for name, rule in spec.derived.items():
+        out.append(FeatureInfo(name, "numeric", f"{rule.description} [{rule.expr}]"))
+    k = spec.temporal.window
+    for name in spec.temporal.columns:
+        out += [
+            FeatureInfo(f"{name}__prev", "numeric", f"{name} in the customer's previous period"),
+            FeatureInfo(f"{name}__delta", "numeric", f"change of {name} since the previous period"),
+            FeatureInfo(f"{name}__mean{k}", "numeric", f"mean of {name} over the customer's last {k} earlier periods"),
+            FeatureInfo(f"{name}__max{k}", "numeric", f"max of {name} over the customer's last {k} earlier periods"),
+            FeatureInfo(f"{name}__history", "numeric", f"number of earlier periods with a known {name}"),
+        ]
+    for name in spec.categorical:
+        out.append(FeatureInfo(name, "categorical", f"{name} (placeholders -> missing)"))
+    for name, rule in spec.splits.items():
+        for part in rule.parts:
+            out.append(FeatureInfo(part, "categorical", f"part of {name} matched by /{rule.pattern}/"))
+    names = [f.name for f in out]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"dataset spec '{spec.name}': feature name(s) produced twice: {duplicated}")
+    return out
+
+
+def numeric_features(spec: DatasetSpec) -> list[str]:
+    return [f.name for f in feature_catalog(spec) if f.kind == "numeric"]
+
+
+def categorical_features(spec: DatasetSpec) -> list[str]:
+    return [f.name for f in feature_catalog(spec) if f.kind == "categorical"]
+
+
+def catalog_markdown(spec: DatasetSpec) -> str:
+    lines = ["| feature | type | description |", "|---|---|---|"]
+    lines += [f"| `{f.name}` | {f.kind} | {f.description.replace('|', '/')} |" for f in feature_catalog(spec)]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- column expressions
@@ -50,21 +137,26 @@ def parse_number(col: Column, placeholders: list[str]) -> Column:
     return F.when(text.rlike(NUMBER_PATTERN), text.cast("double"))
 
 
+def out_of_range(col: Column, rule: NumericRule) -> Column:
+    """True where a (non-null) value lies outside the rule's [min, max]."""
+    bad = F.lit(False)
+    if rule.min is not None:
+        bad = bad | (col < rule.min)
+    if rule.max is not None:
+        bad = bad | (col > rule.max)
+    return col.isNotNull() & bad
+
+
 def apply_range(col: Column, rule: NumericRule) -> Column:
     """Values outside [min, max] become null, or are clipped when the rule says ``cap``."""
-    out = col
     if rule.out_of_range == "cap":
+        out = col
         if rule.min is not None:
             out = F.when(out < rule.min, F.lit(float(rule.min))).otherwise(out)
         if rule.max is not None:
             out = F.when(out > rule.max, F.lit(float(rule.max))).otherwise(out)
         return out
-    ok = F.lit(True)
-    if rule.min is not None:
-        ok = ok & (col >= rule.min)
-    if rule.max is not None:
-        ok = ok & (col <= rule.max)
-    return F.when(ok, col)
+    return F.when(~out_of_range(col, rule), col)
 
 
 def duration_months(col: Column) -> Column:
@@ -77,32 +169,66 @@ def duration_months(col: Column) -> Column:
     return F.when(col.isNotNull() & has_any, total.cast("double"))
 
 
+def list_items(col: Column, separator: str, placeholders: list[str]) -> Column:
+    """"A, B, and C" -> [A, B, C]; an empty cell -> []."""
+    text = clean_text(col, placeholders)
+    sep = re.escape(separator)
+    # "A, B, and C" and "A and B": a trailing "and" joins the last item like a separator
+    normalised = F.regexp_replace(F.regexp_replace(text, sep + r"\s*and\s+", separator), r"\s+and\s+", separator)
+    items = F.filter(F.transform(F.split(normalised, sep), lambda x: F.trim(x)),
+                     lambda x: x != "")
+    return F.when(text.isNull(), F.array().cast("array<string>")).otherwise(items)
+
+
 def list_count(col: Column, separator: str, placeholders: list[str]) -> Column:
     """Number of items in "A, B, and C" text; an empty cell means no items (0)."""
-    text = clean_text(col, placeholders)
-    return F.when(text.isNull(), F.lit(0.0)).otherwise(F.size(F.split(text, F.lit(separator))).cast("double"))
+    return F.size(list_items(col, separator, placeholders)).cast("double")
 
 
-def period_index(col: Column, fmt: str) -> Column:
-    """The period as an integer: month 1..12 for ``month_name``."""
-    if fmt == "month_name":
-        position = F.array_position(F.array(*[F.lit(m) for m in MONTH_NAMES]), F.trim(col))
+def period_index(col: Column, spec: PeriodSpec) -> Column:
+    """The period as an integer: month 1..12 for ``month_name``, yyyymm for dates; null if unreadable."""
+    text = F.trim(col)
+    if spec.format == "month_name":
+        position = F.array_position(F.array(*[F.lit(m) for m in MONTH_NAMES]), text)
         return F.nullif(position, F.lit(0)).cast("int")   # 0 = not a month name
-    raise ValueError(f"unsupported period format {fmt!r}")  # pragma: no cover - spec validation stops it
+    fmt = "yyyy-MM" if spec.format == "year_month" else "yyyy-MM-dd"
+    parsed = F.try_to_timestamp(text, F.lit(fmt))
+    return (F.year(parsed) * 100 + F.month(parsed)).cast("int")
+
+
+def period_for_run_date(spec: PeriodSpec | None, run_date: date) -> int | None:
+    """Which period a run date scores: its month (month names) or its yyyymm; None = no period."""
+    if spec is None:
+        return None
+    if spec.format == "month_name":
+        return run_date.month
+    return run_date.year * 100 + run_date.month
 
 
 # --------------------------------------------------------------------------- transforms
+def _equals(value: str) -> Callable[[Column], Column]:
+    """A one-argument predicate for ``F.filter`` (a default argument would read as the index)."""
+    return lambda x: x == F.lit(value)
+
+
 def clean_columns(spec: DatasetSpec) -> Transform:
-    """Type and clean every column the spec declares (numeric, duration, list, categorical)."""
+    """Type and clean every column the spec declares (numeric, duration, list, split, categorical)."""
     def transform(df: DataFrame) -> DataFrame:
         ph = spec.placeholders
-        exprs = {}
+        exprs: dict[str, Column] = {}
         for name, rule in spec.numeric.items():
             exprs[name] = apply_range(parse_number(F.col(name), ph), rule)
         for name in spec.duration_months:
             exprs[name] = duration_months(clean_text(F.col(name), ph))
         for name, rule in spec.lists.items():
-            exprs[f"{name}_count"] = list_count(F.col(name), rule.separator, ph)
+            items = list_items(F.col(name), rule.separator, ph)
+            exprs[f"{name}_count"] = F.size(items).cast("double")
+            for item in rule.items:
+                exprs[list_item_column(name, item)] = F.size(F.filter(items, _equals(item))).cast("double")
+        for name, rule in spec.splits.items():
+            text = clean_text(F.col(name), ph)
+            for group, part in enumerate(rule.parts, start=1):
+                exprs[part] = F.nullif(F.regexp_extract(text, rule.pattern, group), F.lit(""))
         for name in spec.categorical:
             exprs[name] = clean_text(F.col(name), ph)
         return df.withColumns(exprs)
@@ -113,12 +239,69 @@ def with_keys(spec: DatasetSpec) -> Transform:
     """Map the dataset's id, period and label columns onto the canonical key names."""
     def transform(df: DataFrame) -> DataFrame:
         label = clean_text(F.col(spec.label.column), spec.placeholders)
+        record = F.col(spec.record_key)
         return df.withColumns({
-            RECORD_ID: F.col(spec.record_id),
-            CUSTOMER_ID: F.col(spec.customer_id),
-            PERIOD: period_index(F.col(spec.period.column), spec.period.format),
+            RECORD_ID: record,
+            CUSTOMER_ID: F.col(spec.customer_id) if spec.customer_id else record,
+            PERIOD: period_index(F.col(spec.period.column), spec.period) if spec.period else F.lit(0),
             LABEL: F.when(label.isin(*spec.label.classes), label),
         })
+    return transform
+
+
+def repair_stable(spec: DatasetSpec) -> Transform:
+    """Repair attributes that should be stable per customer from the customer's other periods.
+
+    ``mode``: every period takes the customer's most frequent valid value (a missing or odd month
+    is overruled by the others); ``near_mode``: a value within ``tolerance`` of the mode is kept
+    (age grows by one within a year), anything else takes the mode.
+    """
+    def transform(df: DataFrame) -> DataFrame:
+        if not spec.stable:
+            return df
+        customer = Window.partitionBy(CUSTOMER_ID)
+        exprs = {}
+        for name, rule in spec.stable.items():
+            mode = F.mode(F.col(name), deterministic=True).over(customer)
+            if rule.method == "mode":
+                exprs[name] = F.coalesce(mode, F.col(name))
+            else:
+                near = F.abs(F.col(name) - mode) <= rule.tolerance
+                exprs[name] = F.when(F.col(name).isNotNull() & near, F.col(name)).otherwise(mode)
+        return df.withColumns(exprs)
+    return transform
+
+
+def with_derived(spec: DatasetSpec) -> Transform:
+    """Engineered features from the spec's Spark SQL expressions; a bad expression names its key."""
+    def transform(df: DataFrame) -> DataFrame:
+        for name, rule in spec.derived.items():   # in order: a derived feature may use earlier ones
+            try:
+                df = df.withColumn(name, F.expr(rule.expr).cast("double"))
+            except AnalysisException as exc:
+                raise ConfigError(f"dataset spec '{spec.name}': derived.{name}.expr '{rule.expr}': "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        return df
+    return transform
+
+
+def with_history(spec: DatasetSpec) -> Transform:
+    """Previous value, change, rolling mean/max over the customer's earlier periods only."""
+    def transform(df: DataFrame) -> DataFrame:
+        if not spec.temporal.columns:
+            return df
+        k = spec.temporal.window
+        ordered = Window.partitionBy(CUSTOMER_ID).orderBy(PERIOD)
+        earlier = ordered.rowsBetween(-k, -1)
+        exprs = {}
+        for name in spec.temporal.columns:
+            prev = F.lag(F.col(name), 1).over(ordered)
+            exprs[f"{name}__prev"] = prev
+            exprs[f"{name}__delta"] = F.col(name) - prev
+            exprs[f"{name}__mean{k}"] = F.avg(F.col(name)).over(earlier)
+            exprs[f"{name}__max{k}"] = F.max(F.col(name)).over(earlier)
+            exprs[f"{name}__history"] = F.count(F.col(name)).over(earlier).cast("double")
+        return df.withColumns(exprs)
     return transform
 
 
@@ -126,8 +309,8 @@ def select_features(spec: DatasetSpec) -> Transform:
     """The ``features`` table contract: keys, typed model inputs, label. No personal identifiers."""
     def transform(df: DataFrame) -> DataFrame:
         return df.select(RECORD_ID, CUSTOMER_ID, PERIOD,
-                         *[F.col(c).cast("double").alias(c) for c in spec.feature_columns()],
-                         *[F.col(c).cast("string").alias(c) for c in spec.categorical],
+                         *[F.col(c).cast("double").alias(c) for c in numeric_features(spec)],
+                         *[F.col(c).cast("string").alias(c) for c in categorical_features(spec)],
                          LABEL)
     return transform
 
@@ -136,12 +319,17 @@ def build_features(raw: DataFrame, spec: DatasetSpec) -> DataFrame:
     """raw_records -> features, as one composition of small transforms."""
     return (raw.transform(clean_columns(spec))
                .transform(with_keys(spec))
+               .transform(repair_stable(spec))
+               .transform(with_derived(spec))
+               .transform(with_history(spec))
                .transform(select_features(spec)))
 
 
 # --------------------------------------------------------------------------- job
 def run_features(spark: SparkSession, cfg: Config) -> FeaturesResult:
     """Rebuild ``features`` from the current ``raw_records`` in one atomic overwrite (idempotent)."""
+    from credit_spark.quality import record_feature_quality
+
     raw_version = current_version(spark, require_table(spark, cfg, RAW_RECORDS))
     raw = read_table(spark, cfg, RAW_RECORDS, version=raw_version)
     features = build_features(raw, cfg.spec)
@@ -151,5 +339,7 @@ def run_features(spark: SparkSession, cfg: Config) -> FeaturesResult:
     if rows == 0:
         raise NoRecordsError(f"raw_records at version {raw_version} holds no rows to build features from")
     version = current_version(spark, path)
+    quality = record_feature_quality(spark, cfg, raw, read_table(spark, cfg, FEATURES, version=version),
+                                     raw_version, version)
     logger.info("features: %d rows written (raw_records v%d -> features v%d)", rows, raw_version, version)
-    return FeaturesResult(rows=rows, raw_version=raw_version, features_version=version)
+    return FeaturesResult(rows=rows, raw_version=raw_version, features_version=version, quality=quality)

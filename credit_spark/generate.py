@@ -188,8 +188,8 @@ def generate_records(spark: SparkSession, rows: int, seed: int = 42, months: int
     # ---- the label: risk plus debt-to-income (a ratio, so it pays to engineer it)
     log_dti = F.log(F.col("debt") / monthly_income)
     severity = (0.8 * F.col("risk") + 1.1 * (log_dti + 0.75) / 0.8
-                + 0.25 * (F.col("delayed") - 9) / 5 + 0.45 * F.col("n_label"))
-    label = F.when(severity > 0.85, "Poor").when(severity < -1.15, "Good").otherwise("Standard")
+                + 0.25 * (F.col("delayed") - 9) / 5 + 0.9 * F.col("n_label"))
+    label = F.when(severity > 1.0, "Poor").when(severity < -1.3, "Good").otherwise("Standard")
 
     # ---- raw text, with dirt
     d = m  # dirt is drawn per customer-month

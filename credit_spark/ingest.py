@@ -20,10 +20,12 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from credit_spark.config import MONTH_NAMES, Config, DatasetSpec
+from credit_spark.config import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
-from credit_spark.tables import (QUARANTINE, RAW_RECORDS, append, last_operation_metrics, replace_where,
-                                 sql_literal, table_exists)
+from credit_spark.features import Transform, period_index
+from credit_spark.quality import record_ingest_quality
+from credit_spark.tables import (QUARANTINE, RAW_RECORDS, append, current_version, last_operation_metrics,
+                                 replace_where, sql_literal, table_exists)
 
 logger = logging.getLogger(__name__)
 
@@ -123,37 +125,60 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def with_quarantine_reason(df: DataFrame, spec: DatasetSpec) -> DataFrame:
-    """Add ``reason``/``detail`` columns: null for a row that can be ingested, else why not."""
-    period = F.trim(F.col(spec.period.column))
-    label = F.trim(F.col(spec.label.column))
-    rid = F.trim(F.col(spec.record_id))
-    reason = (F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))
-              .when(_blank(F.col(spec.record_id)), F.lit(MISSING_RECORD_ID))
-              .when(_blank(F.col(spec.customer_id)), F.lit(MISSING_CUSTOMER_ID))
-              .when(~period.isin(*MONTH_NAMES) | period.isNull(), F.lit(INVALID_PERIOD))
-              .when(~_blank(F.col(spec.label.column)) & ~label.isin(*spec.label.classes), F.lit(INVALID_LABEL)))
-    detail = (F.when(F.col(CORRUPT).isNotNull(), F.lit("the line does not split into the header's columns"))
-              .when(reason == INVALID_PERIOD, F.concat(F.lit(f"{spec.period.column}="), F.coalesce(period, F.lit("<empty>"))))
-              .when(reason == INVALID_LABEL, F.concat(F.lit(f"{spec.label.column}="), label)))
-    out = df.withColumn("reason", reason).withColumn("detail", detail)
+def with_record_key(spec: DatasetSpec) -> Transform:
+    """Datasets without a record id get one: a hash of the row's content (stable across re-ingests)."""
+    def transform(df: DataFrame) -> DataFrame:
+        if spec.record_id:
+            return df
+        content = F.to_json(F.struct(*spec.all_columns()))
+        return df.withColumn(GENERATED_RECORD_ID, F.substring(F.sha2(content, 256), 1, 20))
+    return transform
 
-    # a record id seen twice in one batch: keep one, quarantine the others (deterministic pick)
-    data_cols = spec.all_columns()
-    out = out.withColumn("row_hash", F.sha2(F.to_json(F.struct(*data_cols)), 256))
-    w = Window.partitionBy(rid).orderBy("row_hash", "source_file")
-    rank = F.when(F.col("reason").isNull(), F.row_number().over(w))
-    return (out.withColumn("_rank", rank)
-            .withColumn("detail", F.when(F.col("_rank") > 1, F.concat(F.lit(f"{spec.record_id}="), rid))
-                        .otherwise(F.col("detail")))
-            .withColumn("reason", F.when(F.col("_rank") > 1, F.lit(DUPLICATE_RECORD_ID)).otherwise(F.col("reason")))
-            .drop("_rank"))
+
+def with_quarantine_reason(spec: DatasetSpec) -> Transform:
+    """Add ``reason``/``detail`` columns: null for a row that can be ingested, else why not."""
+    def transform(df: DataFrame) -> DataFrame:
+        label = F.trim(F.col(spec.label.column))
+        rid = F.trim(F.col(spec.record_key))
+        reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))
+        detail = F.when(F.col(CORRUPT).isNotNull(), F.lit("the line does not split into the header's columns"))
+        if spec.record_id:
+            reason = reason.when(_blank(F.col(spec.record_id)), F.lit(MISSING_RECORD_ID))
+        if spec.customer_id:
+            reason = reason.when(_blank(F.col(spec.customer_id)), F.lit(MISSING_CUSTOMER_ID))
+        if spec.period:
+            period_text = F.trim(F.col(spec.period.column))
+            reason = reason.when(period_index(F.col(spec.period.column), spec.period).isNull(),
+                                 F.lit(INVALID_PERIOD))
+            detail = detail.when(reason == INVALID_PERIOD, F.concat(
+                F.lit(f"{spec.period.column}="), F.coalesce(period_text, F.lit("<empty>"))))
+        reason = reason.when(~_blank(F.col(spec.label.column)) & ~label.isin(*spec.label.classes),
+                             F.lit(INVALID_LABEL))
+        detail = detail.when(reason == INVALID_LABEL, F.concat(F.lit(f"{spec.label.column}="), label))
+        out = df.withColumn("reason", reason).withColumn("detail", detail)
+
+        # a record id seen twice in one batch: keep one, quarantine the others (deterministic pick)
+        out = out.withColumn("row_hash", F.sha2(F.to_json(F.struct(*spec.all_columns())), 256))
+        w = Window.partitionBy(rid).orderBy("row_hash", "source_file")
+        rank = F.when(F.col("reason").isNull(), F.row_number().over(w))
+        return (out.withColumn("_rank", rank)
+                .withColumn("detail", F.when(F.col("_rank") > 1, F.concat(F.lit(f"{spec.record_key}="), rid))
+                            .otherwise(F.col("detail")))
+                .withColumn("reason", F.when(F.col("_rank") > 1, F.lit(DUPLICATE_RECORD_ID))
+                            .otherwise(F.col("reason")))
+                .drop("_rank"))
+    return transform
+
+
+def raw_columns(spec: DatasetSpec) -> list[str]:
+    """The data columns of ``raw_records``: the generated record id (if any) and the spec's columns."""
+    return ([] if spec.record_id else [GENERATED_RECORD_ID]) + spec.all_columns()
 
 
 def to_raw_records(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: Column) -> DataFrame:
     """The ``raw_records`` contract: the spec's columns as trimmed strings plus lineage columns."""
     return df.where(F.col("reason").isNull()).select(
-        *[F.trim(F.col(c)).alias(c) for c in spec.all_columns()],
+        *[F.trim(F.col(c)).alias(c) for c in raw_columns(spec)],
         F.lit(batch_id).alias("batch_id"), "source_file", ingested_at.alias("ingested_at"), "row_hash")
 
 
@@ -162,7 +187,7 @@ def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: 
     kept = [c for c in spec.all_columns() if c not in spec.pii]
     raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*kept)))
     return df.where(F.col("reason").isNotNull()).select(
-        F.lit(batch_id).alias("batch_id"), "source_file", F.col(spec.record_id).alias("record_id"),
+        F.lit(batch_id).alias("batch_id"), "source_file", F.col(spec.record_key).alias("record_id"),
         "reason", "detail", raw.alias("raw"), ingested_at.alias("ingested_at"))
 
 
@@ -190,7 +215,9 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
     batch_id = batch_id_for(files)
     logger.info("ingesting %d %s file(s) from %s as batch %s", len(files), fmt, input_path, batch_id)
 
-    classified = with_quarantine_reason(read_raw(spark, input_path, fmt, spec), spec)
+    classified = (read_raw(spark, input_path, fmt, spec)
+                  .transform(with_record_key(spec))
+                  .transform(with_quarantine_reason(spec)))
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)   # read once, used three times
     try:
         counts = {(r["reason"] or ""): int(r["n"])
@@ -209,9 +236,11 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
             append(quarantined, quarantine_path)
 
         inserted, updated = merge_raw_records(spark, to_raw_records(classified, spec, batch_id, ingested_at),
-                                              cfg.table_path(RAW_RECORDS), spec.record_id)
+                                              cfg.table_path(RAW_RECORDS), spec.record_key)
     finally:
         classified.unpersist()
+    record_ingest_quality(spark, cfg, batch_id, current_version(spark, cfg.table_path(RAW_RECORDS)),
+                          rows_read, counts.get("", 0), reasons)
 
     result = IngestResult(batch_id=batch_id, files=len(files), rows_read=rows_read,
                           rows_ingested=counts.get("", 0), rows_quarantined=sum(reasons.values()),

@@ -1,8 +1,9 @@
 """Batch scoring: the records of one run date, scored by the registered model, into ``scores``.
 
-Run date -> records: the dataset's period is a month name without a year, so a run date selects
-the records whose period is the run date's calendar month (``--run-date 2026-09-30`` scores the
-September records). The ``scores`` table is partitioned by ``run_date``; a rerun for the same date
+Run date -> records: a run date scores the records of its calendar month. For the public schema,
+whose period is a month name without a year, ``--run-date 2026-09-30`` scores the September
+records; for ``year_month``/``date`` periods it scores yyyymm = 202609; a dataset without a
+period has all its records scored. The ``scores`` table is partitioned by ``run_date``; a rerun for the same date
 replaces exactly that date's rows in one atomic Delta commit, and other dates are untouched.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pyspark.sql import functions as F
 from credit_spark import registry
 from credit_spark.config import Config
 from credit_spark.errors import NoRecordsError
-from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform
+from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform, period_for_run_date
 from credit_spark.tables import (FEATURES, SCORES, current_version, last_operation_metrics, read_table,
                                  replace_where, require_table, sql_literal)
 
@@ -39,10 +40,6 @@ class ScoreResult:
 def probability_column(label_class: str) -> str:
     """``prob_<class>`` in snake case: "Standard" -> prob_standard."""
     return "prob_" + re.sub(r"[^0-9a-zA-Z]+", "_", label_class).strip("_").lower()
-
-
-def period_of(run_date: date) -> int:
-    return run_date.month
 
 
 def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date,
@@ -69,10 +66,12 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     record = registry.resolve(spark, cfg, cfg.score.model)      # fail before reading or writing
     model = registry.load_model(record)
     features_version = current_version(spark, require_table(spark, cfg, FEATURES))
-    records = (read_table(spark, cfg, FEATURES, version=features_version)
-               .where(F.col(PERIOD) == period_of(run_date)))
+    records = read_table(spark, cfg, FEATURES, version=features_version)
+    period = period_for_run_date(cfg.spec.period, run_date)
+    if period is not None:
+        records = records.where(F.col(PERIOD) == period)
     if records.isEmpty():
-        raise NoRecordsError(f"no records for run date {run_date} (period {period_of(run_date)}) in "
+        raise NoRecordsError(f"no records for run date {run_date} (period {period}) in "
                              f"features v{features_version}: nothing was written")
     scored = model.transform(records).transform(to_scores(record.classes, record, run_date, features_version))
     path = cfg.table_path(SCORES)

@@ -17,12 +17,14 @@ QUARANTINE = "quarantine"
 FEATURES = "features"
 SCORES = "scores"
 MODEL_REGISTRY = "model_registry"
+DATA_QUALITY = "data_quality"
 
 #: every table of the lake, with the command that writes it (used in "run X first" messages)
 TABLES = {
     RAW_RECORDS: "ingest",
     QUARANTINE: "ingest",
     FEATURES: "features",
+    DATA_QUALITY: "features",
     MODEL_REGISTRY: "train",
     SCORES: "score",
 }

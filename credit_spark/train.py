@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from credit_spark.config import Config, DatasetSpec, TrainSettings
 from credit_spark import registry
 from credit_spark.errors import NoRecordsError
-from credit_spark.features import CUSTOMER_ID, LABEL, Transform
+from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
 from credit_spark.tables import FEATURES, current_version, read_table, require_table
 
 logger = logging.getLogger(__name__)
@@ -74,13 +74,13 @@ def split_by_customer(df: DataFrame, test_fraction: float, seed: int) -> tuple[D
 # --------------------------------------------------------------------------- pipeline
 def preprocessing_stages(spec: DatasetSpec) -> list:
     """Imputation, indexing/encoding, assembling and scaling: the shared front of every model."""
-    numeric = spec.feature_columns()
+    numeric, categorical = numeric_features(spec), categorical_features(spec)
     imputed = [f"{c}__imputed" for c in numeric]
-    indexed = [f"{c}__index" for c in spec.categorical]
-    encoded = [f"{c}__onehot" for c in spec.categorical]
+    indexed = [f"{c}__index" for c in categorical]
+    encoded = [f"{c}__onehot" for c in categorical]
     stages = [Imputer(inputCols=numeric, outputCols=imputed, strategy="median")]
-    if spec.categorical:
-        stages += [StringIndexer(inputCols=spec.categorical, outputCols=indexed, handleInvalid="keep",
+    if categorical:
+        stages += [StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep",
                                  stringOrderType="frequencyDesc"),
                    OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep")]
     stages += [VectorAssembler(inputCols=imputed + encoded, outputCol="features_raw", handleInvalid="keep"),

@@ -97,21 +97,42 @@ numeric:
 def test_spec_from_file(tmp_path):
     spec = load_dataset_spec(write(tmp_path, SPEC, "tiny.yaml"))
     assert spec.required_columns() == ["id", "cust", "month", "income"]
-    assert spec.feature_columns() == ["income"]
+    assert spec.record_key == "id"
+    from credit_spark.features import categorical_features, numeric_features
+    assert (numeric_features(spec), categorical_features(spec)) == (["income"], [])
 
 
 @pytest.mark.parametrize("change, message", [
-    (SPEC.replace("record_id: id\n", ""), r"record_id: required key is missing"),
+    (SPEC.replace("name: tiny\n", ""), r"name: required key is missing"),
     (SPEC.replace("{min: 0, max: 10}", "{min: 10, max: 0}"), r"numeric\.income: min 10\.0 is greater than max 0\.0"),
     (SPEC.replace("{min: 0, max: 10}", "{min: 0, lo: 10}"), r"numeric\.income: unknown key 'lo'"),
     (SPEC.replace("{column: month}", "{column: month, format: julian}"), r"period\.format: must be one of"),
     (SPEC + "categorical: [income]\n", r"column 'income' is given two roles"),
     (SPEC.replace("[good, bad]", "[good]"), r"label\.classes must list at least two"),
     (SPEC + "cleaning: {trim: true}\n", r"unknown key 'cleaning'"),
+    (SPEC + "stable: {income: {method: median}}\n", r"stable\.income\.method: must be one of \['mode', 'near_mode'\]"),
+    (SPEC + "stable: {wealth: {method: mode}}\n", r"stable\.wealth: not a numeric, categorical or duration column"),
+    (SPEC + "splits: {beh: {pattern: '^(a)_(b)$', parts: [x]}}\n", r"splits\.beh: pattern has 2 group\(s\) but 1 part"),
+    (SPEC + "splits: {beh: {pattern: '(a', parts: [x]}}\n", r"splits\.beh\.pattern: invalid regular expression"),
+    (SPEC + "temporal: {columns: [wealth]}\n", r"temporal\.columns: 'wealth' is not a numeric"),
+    (SPEC + "temporal: {columns: [income], window: 0}\n", r"temporal\.window must be at least 1"),
+    (SPEC + "derived: {income: {expr: '1', description: d}}\n", r"derived\.income: the name is already a column"),
+    (SPEC + "derived: {ratio: {expr: '1'}}\n", r"derived\.ratio\.description: required key is missing"),
 ])
 def test_bad_spec_names_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         load_dataset_spec(write(tmp_path, change, "bad.yaml"))
+
+
+def test_shipped_specs_load():
+    german = load_dataset_spec("german_credit")
+    assert german.record_id is None and german.customer_id is None and german.period is None
+    assert german.label.classes == ["good", "bad"]
+    from credit_spark.features import categorical_features, numeric_features
+    assert "personal_status_and_sex" in german.required_columns()       # read from the file ...
+    assert "personal_status_and_sex" not in categorical_features(german) + numeric_features(german)  # ... never a feature
+    credit = load_dataset_spec("credit_score")
+    assert credit.splits["Payment_Behaviour"].parts == ["Spending_Level", "Payment_Value"]
 
 
 def test_unknown_shipped_dataset():

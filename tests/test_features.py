@@ -60,8 +60,17 @@ def test_list_text_item_count(spark):
 
 def test_month_names_to_period(spark):
     out = one_column(spark, ["January", "September", " December ", "Smarch", None],
-                     lambda c: period_index(c, "month_name"), "int")
+                     lambda c: period_index(c, PeriodSpec(column="v", format="month_name")), "int")
     assertDataFrameEqual(out, expected(spark, [1, 9, 12, None, None], "int"), checkRowOrder=True)
+
+
+@pytest.mark.parametrize("fmt, values", [
+    ("year_month", ["2024-03", "2023-12", "2024-13", "March"]),
+    ("date", ["2024-03-31", "2023-12-01", "2024-02-30", "31/03/2024"]),
+])
+def test_dated_periods_to_yyyymm(spark, fmt, values):
+    out = one_column(spark, values, lambda c: period_index(c, PeriodSpec(column="v", format=fmt)), "int")
+    assertDataFrameEqual(out, expected(spark, [202403, 202312, None, None], "int"), checkRowOrder=True)
 
 
 SPEC = DatasetSpec(

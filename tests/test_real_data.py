@@ -37,3 +37,32 @@ def test_real_samples_ingest_and_clean(spark, cfg, shared_data):
     # numbers with a stray underscore were parsed, not dropped: "52312.68_" for customer CUS_0x1009
     row = features.where((F.col("customer_id") == "CUS_0x1009") & (F.col("period") == 8)).first()
     assert row.Annual_Income == pytest.approx(52312.68)
+
+
+def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
+    """A second, unrelated schema: binary label, text categories, no ids, no periods."""
+    import dataclasses
+    from datetime import date
+
+    from credit_spark.config import load_config
+    from credit_spark.scoring import score_run_date
+    from credit_spark.train import train
+
+    german = load_config([str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf" / "german.yaml")],
+                         lake=cfg.lake.root)
+    german = dataclasses.replace(german, spark=cfg.spark)
+    result = ingest(spark, german, str(shared_data / "german_credit" / "german_credit.csv"))
+    assert result.rows_read == 1000 and result.rows_ingested + result.rows_quarantined == 1000
+    features = run_features(spark, german)
+    assert features.rows == result.rows_ingested
+    table = spark.read.format("delta").load(german.table_path(FEATURES))
+    assert not {"personal_status_and_sex", "foreign_worker"} & set(table.columns)
+    trained = train(spark, german)
+    assert set(trained.metrics) == {"logistic_regression", "random_forest"}
+    for m in trained.metrics.values():
+        assert m.accuracy > 0.65          # majority class is 0.70; both models must be in that league
+        assert set(m.per_class) == {"good", "bad"}
+    scored = score_run_date(spark, german, date(2026, 9, 30))
+    assert scored.rows == result.rows_ingested   # no period: every record is scored
+    scores = spark.read.format("delta").load(german.table_path("scores"))
+    assert {"prob_good", "prob_bad"} <= set(scores.columns)

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Time every pipeline stage on generated data and print rows/s per stage (and JSON).
+
+    .venv/bin/python scripts/benchmark.py                       # 100k and 1M rows
+    .venv/bin/python scripts/benchmark.py --sizes 100000 --out bench_results/run.json
+
+Each size runs in a fresh lake folder under --work (deleted afterwards), in one local Spark
+session built from the same config as the CLI (conf/base.yaml + conf/local.yaml + --conf
+overlays). Per stage: seconds, rows/s and the peak resident memory of the Python driver and of
+the JVM. Targets belong to later issues; this records where we stand.
+
+    .venv/bin/python scripts/benchmark.py --sizes 10000000 --stages generate,ingest,features
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import sys
+import threading
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from credit_spark.cli import configure_logging
+from credit_spark.config import load_config
+from credit_spark.features import run_features
+from credit_spark.generate import generate
+from credit_spark.ingest import ingest
+from credit_spark.scoring import score_run_date
+from credit_spark.session import get_spark
+from credit_spark.train import train
+
+MONTHS = 8
+
+
+STAGES = ("generate", "ingest", "features", "train", "score")
+
+
+class PeakMemory:
+    """Samples the resident memory of this Python driver and of its JVM (psutil) every 0.2 s.
+
+    In local mode the JVM is driver and executors at once, so its figure includes the work
+    itself (bounded by spark.driver.memory); the Python figure is the driver's own footprint,
+    which must not grow with the number of rows.
+    """
+
+    def __init__(self):
+        import psutil
+
+        self.me = psutil.Process()
+        self.python_peak = self.jvm_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _jvm_rss(self) -> int:
+        return sum(c.memory_info().rss for c in self.me.children(recursive=True) if "java" in c.name())
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.python_peak = max(self.python_peak, self.me.memory_info().rss)
+                self.jvm_peak = max(self.jvm_peak, self._jvm_rss())
+            except Exception:   # a child may exit between listing and reading
+                pass
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(fn):
+    start = time.perf_counter()
+    with PeakMemory() as mem:
+        result = fn()
+    return time.perf_counter() - start, result, mem
+
+
+def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str]) -> dict:
+    import dataclasses
+
+    from credit_spark.config import LakeSettings
+
+    folder = work / f"rows_{rows}"
+    shutil.rmtree(folder, ignore_errors=True)
+    cfg = dataclasses.replace(base_cfg, lake=LakeSettings(root=str(folder / "lake")))
+    labelled, later = str(folder / "input_labelled"), str(folder / "input_september")
+    customers = math.ceil(rows / MONTHS)
+    steps = {
+        "generate": lambda: (rows + customers, (
+            generate(spark, rows, seed, labelled, "csv", months=MONTHS),
+            generate(spark, customers, seed, later, "csv", months=1, start_month=9, labeled=False))),
+        "ingest": lambda: (rows + customers, (ingest(spark, cfg, labelled), ingest(spark, cfg, later))),
+        "features": lambda: (lambda r: (r.rows, r))(run_features(spark, cfg)),
+        "train": lambda: (lambda r: (r.train_rows, r))(train(spark, cfg)),
+        "score": lambda: (lambda r: (r.rows, r))(score_run_date(spark, cfg, date(date.today().year, 9, 30))),
+    }
+    out, quality = {}, {}
+    for name in stages:
+        seconds, (n, result), mem = timed(steps[name])
+        out[name] = {"rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 1),
+                     "python_driver_peak_mb": round(mem.python_peak / 2**20), "jvm_peak_mb": round(mem.jvm_peak / 2**20)}
+        if name == "train":
+            quality = {algo: round(m.macro_f1, 4) for algo, m in result.metrics.items()}
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"rows": rows, "stages": out, "macro_f1": quality}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", default="bench_results/work", help="scratch folder (deleted per size)")
+    parser.add_argument("--out", default="bench_results/benchmark.json", help="JSON results file")
+    parser.add_argument("--conf", action="append", default=[], help="config overlay(s)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated subset of {','.join(STAGES)}, run in that order "
+                             "(each needs the ones before it)")
+    args = parser.parse_args(argv)
+    configure_logging(verbose=False)
+
+    cfg = load_config(args.conf)
+    spark = get_spark(cfg.spark)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    for rows in sizes:
+        print(f"\n=== {rows:,} rows", flush=True)
+        result = run_size(spark, cfg, rows, Path(args.work), args.seed, args.stages.split(","))
+        results.append(result)
+        print(f"{'stage':<12}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'py MB':>8}{'JVM MB':>8}")
+        for name, s in result["stages"].items():
+            print(f"{name:<12}{s['rows']:>12,}{s['seconds']:>10.1f}{s['rows_per_s']:>10,.0f}"
+                  f"{s['python_driver_peak_mb']:>8}{s['jvm_peak_mb']:>8}", flush=True)
+        print(f"macro-F1: {result['macro_f1']}")
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0],
+                    "platform": platform.platform(), "spark": spark.version,
+                    "master": spark.sparkContext.master},
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
