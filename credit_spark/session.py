@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -49,6 +50,8 @@ def get_spark(settings: SparkSettings) -> SparkSession:
 
         if settings.master:
             builder = builder.master(settings.master)
+        # local Python workers run this interpreter (the venv with pandas/pyarrow), not PATH's python3
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = configure_spark_with_delta_pip(builder)
 
     spark = builder.getOrCreate()

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pyspark import StorageLevel
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
-from pyspark.ml.feature import Imputer, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
+from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from credit_spark.config import Config, DatasetSpec, TrainSettings
 from credit_spark import registry
 from credit_spark.errors import NoRecordsError
+from credit_spark.stages import MedianImputer
 from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
 from credit_spark.tables import FEATURES, current_version, read_table, require_table
 
@@ -78,7 +79,7 @@ def preprocessing_stages(spec: DatasetSpec) -> list:
     imputed = [f"{c}__imputed" for c in numeric]
     indexed = [f"{c}__index" for c in categorical]
     encoded = [f"{c}__onehot" for c in categorical]
-    stages = [Imputer(inputCols=numeric, outputCols=imputed, strategy="median")]
+    stages = [MedianImputer(inputCols=numeric, outputCols=imputed)]
     if categorical:
         stages += [StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep",
                                  stringOrderType="frequencyDesc"),
