@@ -182,14 +182,27 @@ class RandomForestSettings:
 
 
 @dataclass(frozen=True)
+class ScorecardSettings:
+    """The traditional baseline: quantile binning, WOE, IV filter, logistic regression, points."""
+
+    num_bins: int = 10
+    min_iv: float = 0.02          # features with a lower information value are dropped
+    pdo: float = 20.0             # points to double the odds
+    base_score: float = 600.0     # score at the base odds
+    base_odds: float = 50.0       # non-adverse : adverse odds at the base score
+    reg_param: float = 0.001
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     test_fraction: float = 0.2
     seed: int = 42
-    algorithms: list[str] = field(default_factory=lambda: ["logistic_regression", "random_forest"])
+    algorithms: list[str] = field(default_factory=lambda: ["logistic_regression", "random_forest", "scorecard"])
     #: metric that picks the model the scorer uses by default
     primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     logistic_regression: LogisticRegressionSettings = field(default_factory=LogisticRegressionSettings)
     random_forest: RandomForestSettings = field(default_factory=RandomForestSettings)
+    scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
 
 
 @dataclass(frozen=True)
@@ -215,7 +228,7 @@ class Config:
 
 
 GENERATED_RECORD_ID = "_record_id"
-ALGORITHMS = ("logistic_regression", "random_forest")
+ALGORITHMS = ("logistic_regression", "random_forest", "scorecard")
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
 

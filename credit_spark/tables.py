@@ -18,6 +18,7 @@ FEATURES = "features"
 SCORES = "scores"
 MODEL_REGISTRY = "model_registry"
 DATA_QUALITY = "data_quality"
+SCORECARD = "scorecard"
 
 #: every table of the lake, with the command that writes it (used in "run X first" messages)
 TABLES = {
@@ -26,6 +27,7 @@ TABLES = {
     FEATURES: "features",
     DATA_QUALITY: "features",
     MODEL_REGISTRY: "train",
+    SCORECARD: "train",
     SCORES: "score",
 }
 

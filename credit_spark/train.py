@@ -19,9 +19,10 @@ from pyspark.sql import functions as F
 from credit_spark.config import Config, DatasetSpec, TrainSettings
 from credit_spark import registry
 from credit_spark.errors import NoRecordsError
+from credit_spark.scorecard import Scorecard, ScorecardModel
 from credit_spark.stages import MedianImputer
 from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
-from credit_spark.tables import FEATURES, current_version, read_table, require_table
+from credit_spark.tables import FEATURES, SCORECARD, append, current_version, read_table, require_table
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,18 @@ def classifier(name: str, settings: TrainSettings):
     raise ValueError(f"unknown algorithm {name!r}")  # config validation stops this earlier
 
 
+def scorecard_estimator(spec: DatasetSpec, settings: TrainSettings) -> Scorecard:
+    """The scorecard bins raw features itself (a missing value is a bin of its own), so it needs
+    no imputation, encoding or scaling in front of it."""
+    s = settings.scorecard
+    return Scorecard(numericCols=numeric_features(spec), categoricalCols=categorical_features(spec),
+                     labelCol=LABEL_INDEX, numClasses=len(spec.label.classes), numBins=s.num_bins,
+                     minIV=s.min_iv, pdo=s.pdo, baseScore=s.base_score, baseOdds=s.base_odds, regParam=s.reg_param)
+
+
 def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings) -> Pipeline:
+    if algorithm == "scorecard":
+        return Pipeline(stages=[scorecard_estimator(spec, settings)])
     return Pipeline(stages=[*preprocessing_stages(spec), classifier(algorithm, settings)])
 
 
@@ -132,6 +144,15 @@ def evaluate(predictions: DataFrame, classes: list[str]) -> ModelMetrics:
     weighted_f1 = sum(c["f1"] * c["support"] for c in per_class.values()) / total
     return ModelMetrics(accuracy=accuracy, macro_f1=macro_f1, weighted_f1=weighted_f1,
                         per_class=per_class, confusion=confusion, test_rows=total)
+
+
+def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, version: int) -> None:
+    """Append the fitted card (feature, bin, WOE, points, IV) to the ``scorecard`` table."""
+    rows = [(version, r["feature"], r["bin"], float(r["woe"]), float(r["points"]), float(r["iv"]))
+            for r in model.scorecard_table()]
+    frame = spark.createDataFrame(rows, "model_version int, feature string, bin string, woe double, "
+                                        "points double, iv double")
+    append(frame, cfg.table_path(SCORECARD))
 
 
 # --------------------------------------------------------------------------- job
@@ -171,6 +192,8 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
             per_class=json.dumps(metrics[algorithm].per_class), confusion=json.dumps(metrics[algorithm].confusion),
             classes=spec.label.classes, selected=algorithm == selected,
             config=json.dumps(cfg.as_dict(), default=str)))
+    if "scorecard" in fitted:
+        export_scorecard(spark, cfg, fitted["scorecard"].stages[-1], version)
     logger.info("registered model version %d; selected %s by %s", version, selected, settings.primary_metric)
     return TrainResult(version=version, features_version=features_version, train_rows=train_rows,
                        test_rows=test_rows, metrics=metrics, selected=selected)

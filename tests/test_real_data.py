@@ -58,7 +58,7 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     table = spark.read.format("delta").load(german.table_path(FEATURES))
     assert not {"personal_status_and_sex", "foreign_worker"} & set(table.columns)
     trained = train(spark, german)
-    assert set(trained.metrics) == {"logistic_regression", "random_forest"}
+    assert set(trained.metrics) == {"logistic_regression", "random_forest", "scorecard"}
     for m in trained.metrics.values():
         assert m.accuracy > 0.65          # majority class is 0.70; both models must be in that league
         assert set(m.per_class) == {"good", "bad"}

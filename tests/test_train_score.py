@@ -74,10 +74,13 @@ def test_train_register_score_and_rerun(spark, features_lake):
     cfg = features_lake
     result = train(spark, cfg)
     assert result.version == 1
-    assert set(result.metrics) == {"logistic_regression", "random_forest"}
+    assert set(result.metrics) == {"logistic_regression", "random_forest", "scorecard"}
     assert result.train_rows + result.test_rows == 1600
     for m in result.metrics.values():
         assert 0.4 < m.accuracy <= 1.0          # far above chance (1/3) on this learnable label
+    card = spark.read.format("delta").load(cfg.table_path("scorecard"))
+    assert card.where("model_version = 1").count() > 0
+    assert set(card.columns) == {"model_version", "feature", "bin", "woe", "points", "iv"}
     chosen = registry.resolve(spark, cfg)
     assert chosen.model_name == result.selected and chosen.model_version == 1
 

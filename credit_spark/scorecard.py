@@ -1,0 +1,251 @@
+"""The traditional scorecard as a pyspark.ml Estimator/Model pair: binning -> WOE/IV -> LR -> points.
+
+Fitting is Spark-native: quantile bin edges come from one ``approxQuantile`` pass, the event
+counts per (feature, bin, class) from one ``groupBy`` (a table of features x bins x classes
+reaches the driver, never the data), and each logistic regression is fitted by MLlib on the
+WOE-encoded data. The fitted model keeps only small JSON params (edges, WOE tables,
+coefficients), so it saves and loads inside a ``PipelineModel``, and scoring is plain SQL
+expressions.
+
+Definitions (per feature ``f`` and bin ``b``, "event" = the adverse class being modelled):
+
+* ``WOE(b) = ln( ((non_events_b + 0.5) / (NON_EVENTS + 0.5 * n_bins))
+               / ((events_b + 0.5) / (EVENTS + 0.5 * n_bins)) )`` — positive WOE = safer bin;
+  the 0.5 smoothing keeps empty cells finite;
+* ``IV(f) = sum_b (share_non_events_b - share_events_b) * WOE(b)`` with the same smoothed shares;
+* features with ``IV < minIV`` are dropped (the best one is always kept);
+* ``logit(P(event)) = intercept + sum_f coef_f * WOE_f(bin)`` (MLlib logistic regression);
+* points: ``factor = pdo / ln 2``, ``offset = baseScore - factor * ln(baseOdds)``, the score is
+  ``offset + factor * ln(odds of non-event)`` and each bin's points are
+  ``-factor * (coef_f * WOE_f(b) + intercept / n_features) + offset / n_features``, so a
+  customer's points sum exactly to the score.
+
+Multi-class labels (Good / Standard / Poor): one scorecard per class, one-vs-rest, with the
+class probabilities normalised to sum to one; the **points** are those of the worst class's
+card (``adverse class vs rest``: e.g. "Poor vs not Poor"), so higher points = safer, as usual.
+Binary labels have a single card for the adverse (last) class.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilityCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+MISSING = "missing"
+SMOOTHING = 0.5
+
+
+def _list_param(name: str, doc: str) -> Param:
+    return Param(Params._dummy(), name, doc, typeConverter=TypeConverters.toListString)
+
+
+class _ScorecardParams(HasLabelCol, HasProbabilityCol, HasPredictionCol):
+    numericCols = _list_param("numericCols", "numeric inputs, binned by quantiles")
+    categoricalCols = _list_param("categoricalCols", "categorical inputs, one bin per value")
+    numClasses = Param(Params._dummy(), "numClasses", "number of label classes (label = 0..k-1, k-1 worst)",
+                       typeConverter=TypeConverters.toInt)
+    numBins = Param(Params._dummy(), "numBins", "quantile bins per numeric feature", typeConverter=TypeConverters.toInt)
+    minIV = Param(Params._dummy(), "minIV", "drop features whose information value is below this",
+                  typeConverter=TypeConverters.toFloat)
+    pdo = Param(Params._dummy(), "pdo", "points to double the odds", typeConverter=TypeConverters.toFloat)
+    baseScore = Param(Params._dummy(), "baseScore", "score at the base odds", typeConverter=TypeConverters.toFloat)
+    baseOdds = Param(Params._dummy(), "baseOdds", "odds (non-event:event) at the base score",
+                     typeConverter=TypeConverters.toFloat)
+    regParam = Param(Params._dummy(), "regParam", "L2 regularisation of the logistic regressions",
+                     typeConverter=TypeConverters.toFloat)
+    scoreCol = Param(Params._dummy(), "scoreCol", "output column of the points score", typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(numericCols=[], categoricalCols=[], numClasses=2, numBins=10, minIV=0.02, pdo=20.0,
+                         baseScore=600.0, baseOdds=50.0, regParam=0.0, scoreCol="score_points",
+                         labelCol="label", probabilityCol="probability", predictionCol="prediction")
+
+    def _validate(self) -> None:
+        if not self.getOrDefault("numericCols") and not self.getOrDefault("categoricalCols"):
+            raise ValueError("Scorecard needs at least one numeric or categorical input column")
+        if self.getOrDefault("numClasses") < 2:
+            raise ValueError(f"numClasses must be at least 2, got {self.getOrDefault('numClasses')}")
+        if self.getOrDefault("numBins") < 2:
+            raise ValueError(f"numBins must be at least 2, got {self.getOrDefault('numBins')}")
+        if self.getOrDefault("pdo") <= 0 or self.getOrDefault("baseOdds") <= 0:
+            raise ValueError("pdo and baseOdds must be positive")
+
+    def modelled_classes(self) -> list[int]:
+        """One card per class (one-vs-rest), or a single card for the adverse class when binary."""
+        k = self.getOrDefault("numClasses")
+        return [k - 1] if k == 2 else list(range(k))
+
+    def points_scale(self) -> tuple[float, float]:
+        factor = self.getOrDefault("pdo") / math.log(2)
+        offset = self.getOrDefault("baseScore") - factor * math.log(self.getOrDefault("baseOdds"))
+        return factor, offset
+
+
+def bin_key(column: str, edges: list[float] | None) -> Column:
+    """The bin of a value as text: "0".."n" for numeric quantile bins, the value for categories."""
+    col = F.col(column)
+    if edges is None:
+        return F.coalesce(col.cast("string"), F.lit(MISSING))
+    expr = None
+    for i, edge in enumerate(edges):
+        expr = F.when(col < edge, F.lit(str(i))) if expr is None else expr.when(col < edge, F.lit(str(i)))
+    expr = F.lit(str(len(edges))) if expr is None else expr.otherwise(F.lit(str(len(edges))))
+    return F.when(col.isNull() | F.isnan(col.cast("double")), F.lit(MISSING)).otherwise(expr)
+
+
+def bin_label(key: str, edges: list[float] | None) -> str:
+    if edges is None or key == MISSING:
+        return key
+    i = int(key)
+    low = "-inf" if i == 0 else f"{edges[i - 1]:g}"
+    high = "+inf" if i == len(edges) else f"{edges[i]:g}"
+    return f"[{low}, {high})"
+
+
+def woe_iv(counts: dict[str, tuple[int, int]]) -> tuple[dict[str, float], float]:
+    """WOE per bin and the IV from {bin: (non_events, events)}, with the module's smoothing."""
+    n_bins = len(counts)
+    total_good = sum(g for g, _ in counts.values()) + SMOOTHING * n_bins
+    total_bad = sum(b for _, b in counts.values()) + SMOOTHING * n_bins
+    woe, iv = {}, 0.0
+    for key, (good, bad) in counts.items():
+        share_good = (good + SMOOTHING) / total_good
+        share_bad = (bad + SMOOTHING) / total_bad
+        woe[key] = math.log(share_good / share_bad)
+        iv += (share_good - share_bad) * woe[key]
+    return woe, iv
+
+
+class Scorecard(Estimator, _ScorecardParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Binning + WOE + logistic regression + points, fitted on a DataFrame with a 0-based label."""
+
+    @keyword_only
+    def __init__(self, *, numericCols: list[str] | None = None, categoricalCols: list[str] | None = None,
+                 labelCol: str = "label", numClasses: int = 2, numBins: int = 10, minIV: float = 0.02,
+                 pdo: float = 20.0, baseScore: float = 600.0, baseOdds: float = 50.0, regParam: float = 0.0,
+                 probabilityCol: str = "probability", predictionCol: str = "prediction",
+                 scoreCol: str = "score_points"):
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    def _fit(self, dataset: DataFrame) -> "ScorecardModel":
+        if not isinstance(dataset, DataFrame):
+            raise TypeError(f"dataset must be a DataFrame but got {type(dataset).__name__}")
+        self._validate()
+        numeric, categorical = self.getOrDefault("numericCols"), self.getOrDefault("categoricalCols")
+        label = self.getOrDefault("labelCol")
+        k = self.getOrDefault("numBins")
+        edges: dict[str, list[float] | None] = {c: None for c in categorical}
+        if numeric:
+            quantiles = dataset.approxQuantile(numeric, [i / k for i in range(1, k)], 0.001)
+            edges.update({c: sorted(set(q)) for c, q in zip(numeric, quantiles)})
+        features = [*numeric, *categorical]
+
+        # one pass: counts per (feature, bin, class)
+        pairs = F.explode(F.array(*[F.struct(F.lit(f).alias("feature"), bin_key(f, edges[f]).alias("bin"))
+                                    for f in features]))
+        rows = (dataset.select(F.col(label).cast("int").alias("y"), pairs.alias("p"))
+                .groupBy("p.feature", "p.bin", "y").count().collect())
+        table: dict[str, dict[str, dict[int, int]]] = {}
+        for r in rows:
+            table.setdefault(r["feature"], {}).setdefault(r["bin"], {})[r["y"]] = int(r["count"])
+
+        cards = {}
+        for cls in self.modelled_classes():
+            woe, iv = {}, {}
+            for f in features:
+                bins = table.get(f, {})
+                counts = {b: (sum(n for y, n in ys.items() if y != cls), ys.get(cls, 0)) for b, ys in bins.items()}
+                woe[f], iv[f] = woe_iv(counts) if counts else ({}, 0.0)
+            kept = [f for f in features if iv[f] >= self.getOrDefault("minIV")] or [max(features, key=iv.get)]
+            encoded = dataset.select((F.col(label).cast("int") == cls).cast("double").alias("event"),
+                                     *[woe_column(f, edges[f], woe[f]).alias(f"woe_{i}") for i, f in enumerate(kept)])
+            assembled = VectorAssembler(inputCols=[f"woe_{i}" for i in range(len(kept))],
+                                        outputCol="woe").transform(encoded)
+            lr = LogisticRegression(featuresCol="woe", labelCol="event", family="binomial",
+                                    regParam=self.getOrDefault("regParam"), maxIter=100).fit(assembled)
+            cards[str(cls)] = {"features": kept, "woe": {f: woe[f] for f in kept}, "iv": iv,
+                               "coefficients": [float(c) for c in lr.coefficients], "intercept": float(lr.intercept)}
+        model = ScorecardModel(state=json.dumps({"edges": edges, "cards": cards}))
+        return self._copyValues(model)
+
+
+def woe_column(feature: str, edges: list[float] | None, woe: dict[str, float]) -> Column:
+    """WOE of a value's bin; a bin never seen in training is neutral (0)."""
+    if not woe:
+        return F.lit(0.0)
+    mapping = F.create_map(*[x for key, value in woe.items() for x in (F.lit(key), F.lit(float(value)))])
+    return F.coalesce(F.element_at(mapping, bin_key(feature, edges)), F.lit(0.0))
+
+
+class ScorecardModel(Model, _ScorecardParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Fitted scorecard: class probabilities, prediction and the points score, all as SQL expressions."""
+
+    state = Param(Params._dummy(), "state", "JSON: bin edges and, per modelled class, WOE tables and coefficients",
+                  typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, state: str = "{}", **kwargs):
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    def _state(self) -> dict:
+        return json.loads(self.getOrDefault("state"))
+
+    def _logit(self, card: dict, edges: dict) -> Column:
+        z = F.lit(card["intercept"])
+        for f, coef in zip(card["features"], card["coefficients"]):
+            z = z + F.lit(coef) * woe_column(f, edges[f], card["woe"][f])
+        return z
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        state = self._state()
+        edges, cards = state["edges"], state["cards"]
+        k = self.getOrDefault("numClasses")
+        adverse = str(k - 1)
+        logits = {cls: self._logit(card, edges) for cls, card in cards.items()}
+        factor, offset = self.points_scale()
+        if k == 2:
+            p_bad = F.lit(1.0) / (F.lit(1.0) + F.exp(-logits[adverse]))
+            probs = F.array(F.lit(1.0) - p_bad, p_bad)
+        else:
+            raw = [F.lit(1.0) / (F.lit(1.0) + F.exp(-logits[str(c)])) for c in range(k)]
+            total = sum(raw[1:], raw[0])
+            probs = F.array(*[r / total for r in raw])
+        out = dataset.withColumn("_sc_probs", probs)
+        return (out.withColumn(self.getOrDefault("probabilityCol"), array_to_vector(F.col("_sc_probs")))
+                .withColumn(self.getOrDefault("predictionCol"),
+                            (F.array_position(F.col("_sc_probs"), F.array_max(F.col("_sc_probs"))) - 1).cast("double"))
+                .withColumn(self.getOrDefault("scoreCol"), F.lit(offset) - F.lit(factor) * logits[adverse])
+                .drop("_sc_probs"))
+
+    def scorecard_table(self) -> list[dict]:
+        """feature, bin, WOE and points of the adverse class's card (the points that sum to the score)."""
+        state = self._state()
+        card = state["cards"][str(self.getOrDefault("numClasses") - 1)]
+        factor, offset = self.points_scale()
+        n = len(card["features"])
+        rows = []
+        for f, coef in zip(card["features"], card["coefficients"]):
+            edges = state["edges"][f]
+            for key, w in sorted(card["woe"][f].items(), key=lambda kv: (kv[0] == MISSING, kv[0].zfill(6))):
+                points = -factor * (coef * w + card["intercept"] / n) + offset / n
+                rows.append({"feature": f, "bin": bin_label(key, edges), "woe": w, "points": points,
+                             "iv": card["iv"][f]})
+        return rows
+
+    def iv_table(self) -> list[dict]:
+        card = self._state()["cards"][str(self.getOrDefault("numClasses") - 1)]
+        return sorted(({"feature": f, "iv": v, "kept": f in card["features"]} for f, v in card["iv"].items()),
+                      key=lambda r: -r["iv"])
