@@ -74,10 +74,12 @@ def _train(spark, cfg: Config, args) -> None:
     r = train(spark, cfg)
     print(f"trained model version {r.version} on features v{r.features_version}: "
           f"{r.train_rows:,} train rows, {r.test_rows:,} test rows (split by customer)")
-    print(f"  {'model':<22}{'accuracy':>10}{'macro_f1':>10}{'weighted_f1':>13}")
+    columns = ["accuracy", "macro_f1", "weighted_f1", "auc", "gini", "ks", "log_loss", "brier", "ece"]
+    print(f"  {'model':<22}" + "".join(f"{c:>12}" for c in columns))
     for name, m in r.metrics.items():
         mark = "  <- selected" if name == r.selected else ""
-        print(f"  {name:<22}{m.accuracy:>10.4f}{m.macro_f1:>10.4f}{m.weighted_f1:>13.4f}{mark}")
+        values = m.headline()
+        print(f"  {name:<22}" + "".join(f"{values[c]:>12.4f}" for c in columns) + mark)
     for name, m in r.metrics.items():
         per_class = ", ".join(f"{c}: P={v['precision']:.3f} R={v['recall']:.3f}" for c, v in m.per_class.items())
         print(f"  {name} per class: {per_class}")

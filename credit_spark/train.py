@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 from credit_spark.config import Config, DatasetSpec, TrainSettings
 from credit_spark import registry
 from credit_spark.errors import NoRecordsError
+from credit_spark.metrics import ModelMetrics
+from credit_spark.metrics import evaluate as metrics_evaluate
 from credit_spark.scorecard import Scorecard, ScorecardModel
 from credit_spark.stages import MedianImputer
 from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
@@ -28,19 +30,6 @@ logger = logging.getLogger(__name__)
 
 LABEL_INDEX = "label_index"
 SPLIT_BUCKETS = 10_000
-
-
-@dataclass(frozen=True)
-class ModelMetrics:
-    accuracy: float
-    macro_f1: float
-    weighted_f1: float
-    per_class: dict[str, dict[str, float]]
-    confusion: list[list[int]]
-    test_rows: int
-
-    def headline(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "weighted_f1": self.weighted_f1}
 
 
 @dataclass(frozen=True)
@@ -119,31 +108,8 @@ def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings) -
 
 # --------------------------------------------------------------------------- metrics
 def evaluate(predictions: DataFrame, classes: list[str]) -> ModelMetrics:
-    """Accuracy, macro/weighted F1 and per-class precision/recall from the k x k confusion matrix.
-
-    Only the confusion counts (k*k small rows) reach the driver.
-    """
-    k = len(classes)
-    confusion = [[0] * k for _ in range(k)]
-    for row in predictions.groupBy(LABEL_INDEX, "prediction").count().collect():
-        confusion[int(row[0])][int(row[1])] += int(row[2])
-    total = sum(map(sum, confusion))
-    if total == 0:
-        raise NoRecordsError("the test set is empty: add data or raise train.test_fraction")
-    per_class = {}
-    for i, name in enumerate(classes):
-        tp = confusion[i][i]
-        predicted = sum(confusion[r][i] for r in range(k))
-        actual = sum(confusion[i])
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": float(actual)}
-    accuracy = sum(confusion[i][i] for i in range(k)) / total
-    macro_f1 = sum(c["f1"] for c in per_class.values()) / k
-    weighted_f1 = sum(c["f1"] * c["support"] for c in per_class.values()) / total
-    return ModelMetrics(accuracy=accuracy, macro_f1=macro_f1, weighted_f1=weighted_f1,
-                        per_class=per_class, confusion=confusion, test_rows=total)
+    """All test-set metrics of a fitted pipeline's predictions (see credit_spark.metrics)."""
+    return metrics_evaluate(predictions, classes, label_col=LABEL_INDEX)
 
 
 def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, version: int) -> None:

@@ -1,7 +1,9 @@
 import dataclasses
+import math
 from datetime import date
 
 import pytest
+from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
 
 from credit_spark import registry
@@ -47,7 +49,8 @@ def test_split_keeps_each_customer_on_one_side(spark):
 def test_metrics_from_confusion_matrix(spark):
     # truth/prediction pairs: class 0 -> [0, 0, 1], class 1 -> [1, 1, 1, 0], class 2 -> [2]
     pairs = [(0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (1, 1), (1, 0), (2, 2)]
-    df = spark.createDataFrame([(float(a), float(b)) for a, b in pairs], f"{LABEL_INDEX} double, prediction double")
+    rows = [(float(a), float(b), Vectors.dense([1.0 if j == b else 0.0 for j in range(3)])) for a, b in pairs]
+    df = spark.createDataFrame(rows, [LABEL_INDEX, "prediction", "probability"])
     m = evaluate(df, ["A", "B", "C"])
     assert m.confusion == [[2, 1, 0], [1, 3, 0], [0, 0, 1]]
     assert m.accuracy == pytest.approx(6 / 8)
@@ -57,6 +60,23 @@ def test_metrics_from_confusion_matrix(spark):
     assert m.per_class["C"]["f1"] == pytest.approx(1.0)
     assert m.macro_f1 == pytest.approx((2 / 3 + 3 / 4 + 1.0) / 3)
     assert m.weighted_f1 == pytest.approx((3 * 2 / 3 + 4 * 3 / 4 + 1 * 1.0) / 8)
+    # one-hot probabilities: the Brier score is 2 per wrong row, ECE = |0.75 - 1.0|
+    assert m.brier == pytest.approx(2 * 2 / 8)
+    assert m.ece == pytest.approx(0.25)
+
+
+def test_probability_metrics_by_hand(spark):
+    # binary, adverse class 1 with scores 0.1, 0.4 (class 0) and 0.35, 0.8 (class 1):
+    # 3 of the 4 (event, non-event) pairs are ordered right -> AUC 0.75; KS = max|TPR - FPR| = 0.5
+    rows = [(0.0, 0.1), (0.0, 0.4), (1.0, 0.35), (1.0, 0.8)]
+    df = spark.createDataFrame([(y, float(p >= 0.5), Vectors.dense([1 - p, p])) for y, p in rows],
+                               [LABEL_INDEX, "prediction", "probability"])
+    m = evaluate(df, ["good", "bad"])
+    assert m.auc == pytest.approx(0.75)
+    assert m.gini == pytest.approx(0.5)
+    assert m.ks == pytest.approx(0.5)
+    assert m.log_loss == pytest.approx(-(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4)
+    assert m.brier == pytest.approx(2 * (0.1 ** 2 + 0.4 ** 2 + 0.65 ** 2 + 0.2 ** 2) / 4)
 
 
 def test_score_without_a_trained_model_fails_before_writing(spark, features_lake):
