@@ -24,8 +24,7 @@ from credit_spark.config import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
 from credit_spark.features import Transform, period_index
 from credit_spark.quality import record_ingest_quality
-from credit_spark.tables import (QUARANTINE, RAW_RECORDS, append, current_version, last_operation_metrics,
-                                 replace_where, sql_literal, table_exists)
+from credit_spark.tables import QUARANTINE, RAW_RECORDS, current_version, last_operation_metrics, table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -86,38 +85,49 @@ def batch_id_for(files: list[tuple[str, int, int]]) -> str:
     return digest[:16]
 
 
-def read_raw(spark: SparkSession, path: str, fmt: str, spec: DatasetSpec) -> DataFrame:
-    """Read a file (or folder) as all-string columns named by its header, plus ``_corrupt_record``.
+def _header(spark: SparkSession, path: str, fmt: str) -> list[str]:
+    if fmt == "csv":
+        return spark.read.option("header", True).option("inferSchema", False).csv(path).columns
+    return spark.read.parquet(path).columns
 
-    Fails before anything is written when a column the spec requires is missing.
+
+def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec) -> DataFrame:
+    """Read exactly the listed files as all-string columns matched by each file's own header names.
+
+    Files are grouped by header (so files with the same columns in another order still line
+    up by name); a file missing a column the spec requires stops everything before any write,
+    naming the file and the columns. Every file's header is read once (a small job per file).
     """
-    if fmt == "csv":
-        header = spark.read.option("header", True).option("inferSchema", False).csv(path).columns
-    else:
-        header = spark.read.parquet(path).columns
-    missing = [c for c in spec.required_columns() if c not in header]
-    if missing:
-        raise MissingColumnError(f"{path} is missing required column(s): {', '.join(missing)} "
-                                 f"(dataset spec '{spec.name}')")
-    extra = [c for c in header if c not in spec.all_columns()]
-    if extra:
-        logger.warning("ignoring %d column(s) not in dataset spec '%s': %s", len(extra), spec.name, extra)
-
-    if fmt == "csv":
-        schema = T.StructType([T.StructField(c, T.StringType(), True) for c in header]
-                              + [T.StructField(CORRUPT, T.StringType(), True)])
-        df = (spark.read.schema(schema)
-              .option("header", True).option("enforceSchema", False)   # header names checked per file
-              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-              .option("multiLine", False).option("escape", '"')
-              .csv(path))
-    else:
-        df = spark.read.parquet(path)
-        df = df.select(*[F.col(c).cast("string").alias(c) for c in header], F.lit(None).cast("string").alias(CORRUPT))
-    df = df.withColumn("source_file", F.col("_metadata.file_path"))
-    if spec.label.column not in header:
-        df = df.withColumn(spec.label.column, F.lit(None).cast("string"))   # an unlabelled file
-    return df
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        groups.setdefault(tuple(_header(spark, path, fmt)), []).append(path)
+    frames = []
+    for header, paths in groups.items():
+        missing = [c for c in spec.required_columns() if c not in header]
+        if missing:
+            raise MissingColumnError(f"{paths[0]} is missing required column(s): {', '.join(missing)} "
+                                     f"(dataset spec '{spec.name}')")
+        extra = [c for c in header if c not in spec.all_columns()]
+        if extra:
+            logger.warning("ignoring %d column(s) not in dataset spec '%s': %s", len(extra), spec.name, extra)
+        if fmt == "csv":
+            schema = T.StructType([T.StructField(c, T.StringType(), True) for c in header]
+                                  + [T.StructField(CORRUPT, T.StringType(), True)])
+            df = (spark.read.schema(schema)
+                  .option("header", True).option("enforceSchema", False)
+                  .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+                  .option("multiLine", False).option("escape", '"')
+                  .csv(paths))
+        else:
+            df = spark.read.parquet(*paths).withColumn(CORRUPT, F.lit(None).cast("string"))
+        label = F.col(spec.label.column) if spec.label.column in header else F.lit(None)  # unlabelled file
+        frames.append(df.select(*[F.col(c).cast("string").alias(c) for c in spec.required_columns()],
+                                label.cast("string").alias(spec.label.column), CORRUPT,
+                                F.col("_metadata.file_path").alias("source_file")))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
 # --------------------------------------------------------------------------- transform
@@ -125,13 +135,17 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
+def row_hash(spec: DatasetSpec) -> Column:
+    """SHA-256 of a row's data columns: detects changed records and names content-keyed records."""
+    return F.sha2(F.to_json(F.struct(*spec.all_columns())), 256)
+
+
 def with_record_key(spec: DatasetSpec) -> Transform:
     """Datasets without a record id get one: a hash of the row's content (stable across re-ingests)."""
     def transform(df: DataFrame) -> DataFrame:
         if spec.record_id:
             return df
-        content = F.to_json(F.struct(*spec.all_columns()))
-        return df.withColumn(GENERATED_RECORD_ID, F.substring(F.sha2(content, 256), 1, 20))
+        return df.withColumn(GENERATED_RECORD_ID, F.substring(row_hash(spec), 1, 20))
     return transform
 
 
@@ -158,8 +172,9 @@ def with_quarantine_reason(spec: DatasetSpec) -> Transform:
         out = df.withColumn("reason", reason).withColumn("detail", detail)
 
         # a record id seen twice in one batch: keep one, quarantine the others (deterministic pick)
-        out = out.withColumn("row_hash", F.sha2(F.to_json(F.struct(*spec.all_columns())), 256))
-        w = Window.partitionBy(rid).orderBy("row_hash", "source_file")
+        out = out.withColumn("row_hash", row_hash(spec))
+        # rank only rows that can be ingested: a bad copy never pushes a good one out
+        w = Window.partitionBy(rid, F.col("reason").isNull()).orderBy("row_hash", "source_file")
         rank = F.when(F.col("reason").isNull(), F.row_number().over(w))
         return (out.withColumn("_rank", rank)
                 .withColumn("detail", F.when(F.col("_rank") > 1, F.concat(F.lit(f"{spec.record_key}="), rid))
@@ -183,12 +198,15 @@ def to_raw_records(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at:
 
 
 def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: Column) -> DataFrame:
-    """The ``quarantine`` contract. Personal identifiers are left out of ``raw`` for parseable rows."""
+    """The ``quarantine`` contract. ``raw`` holds the row's fields as JSON *without* personal
+    identifiers (for a malformed line: the fields as far as they could be split); the line
+    itself is kept only as a SHA-256 (``row_sha256``) to trace it back to the source file."""
     kept = [c for c in spec.all_columns() if c not in spec.pii]
-    raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*kept)))
+    original = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*spec.all_columns())))
     return df.where(F.col("reason").isNotNull()).select(
         F.lit(batch_id).alias("batch_id"), "source_file", F.col(spec.record_key).alias("record_id"),
-        "reason", "detail", raw.alias("raw"), ingested_at.alias("ingested_at"))
+        "reason", "detail", F.to_json(F.struct(*kept)).alias("raw"), F.sha2(original, 256).alias("row_sha256"),
+        ingested_at.alias("ingested_at"))
 
 
 # --------------------------------------------------------------------------- load
@@ -208,6 +226,19 @@ def merge_raw_records(spark: SparkSession, records: DataFrame, path: str, record
     return int(metrics.get("numTargetRowsInserted", 0)), int(metrics.get("numTargetRowsUpdated", 0))
 
 
+def merge_quarantine(spark: SparkSession, rows: DataFrame, path: str) -> None:
+    """Insert quarantined rows not already there (same line, same reason): re-ingesting a file,
+    even a copy with a new name or timestamp, adds nothing."""
+    if not table_exists(spark, path):
+        rows.write.format("delta").mode("overwrite").save(path)
+        return
+    (DeltaTable.forPath(spark, path).alias("t")
+     .merge(rows.dropDuplicates(["row_sha256", "reason"]).alias("s"),
+            "t.row_sha256 = s.row_sha256 AND t.reason = s.reason")
+     .whenNotMatchedInsertAll()
+     .execute())
+
+
 def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = None) -> IngestResult:
     """Ingest one file or folder of files into the lake (idempotent per set of files)."""
     spec = cfg.spec
@@ -215,7 +246,7 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
     batch_id = batch_id_for(files)
     logger.info("ingesting %d %s file(s) from %s as batch %s", len(files), fmt, input_path, batch_id)
 
-    classified = (read_raw(spark, input_path, fmt, spec)
+    classified = (read_raw(spark, [f[0] for f in files], fmt, spec)
                   .transform(with_record_key(spec))
                   .transform(with_quarantine_reason(spec)))
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)   # read once, used three times
@@ -229,11 +260,7 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
         ingested_at = F.current_timestamp()
 
         quarantine_path = cfg.table_path(QUARANTINE)
-        quarantined = to_quarantine(classified, spec, batch_id, ingested_at)
-        if table_exists(spark, quarantine_path):
-            replace_where(quarantined, quarantine_path, f"batch_id = {sql_literal(batch_id)}")
-        else:
-            append(quarantined, quarantine_path)
+        merge_quarantine(spark, to_quarantine(classified, spec, batch_id, ingested_at), quarantine_path)
 
         inserted, updated = merge_raw_records(spark, to_raw_records(classified, spec, batch_id, ingested_at),
                                               cfg.table_path(RAW_RECORDS), spec.record_key)

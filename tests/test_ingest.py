@@ -60,12 +60,54 @@ def test_every_row_is_ingested_or_quarantined_with_a_reason(spark, tiny_cfg, tmp
     assert details["duplicate_record_id_in_batch"] == "ID=9"
 
 
-def test_quarantine_keeps_no_personal_identifiers_of_parsed_rows(spark, tiny_cfg, tmp_path):
+def test_quarantine_keeps_no_personal_identifiers(spark, tiny_cfg, tmp_path):
     ingest(spark, tiny_cfg, write_csv(tmp_path / "b.csv", HEADER, MIXED))
     quarantine = spark.read.format("delta").load(tiny_cfg.table_path(QUARANTINE))
-    parsed = [json.loads(r.raw) for r in quarantine.where(F.col("reason") != "malformed_row").collect()]
-    assert parsed and all("Name" not in row for row in parsed)
-    assert all("Age" in row for row in parsed)
+    rows = quarantine.collect()
+    names = {"Ann", "Bo", "Di", "Ed", "Flo", "Gus", "Hal", "Ivy"}
+    assert rows and all(not any(n in r.raw for n in names) for r in rows)   # malformed lines too
+    assert all("Age" in json.loads(r.raw) for r in rows if r.reason != "malformed_row")
+    assert {json.loads(r.raw)["ID"] for r in rows if r.reason == "malformed_row"} == {"2", "3"}  # fields kept
+    assert all(len(r.row_sha256) == 64 for r in rows)
+
+
+def test_a_bad_copy_never_pushes_out_a_good_row_with_the_same_id(spark, tiny_cfg, tmp_path):
+    lines = ["7,C7,April,Gus,50,Excellent", "7,C7,April,Gus,50,Good", "7,C7,Smarch,Gus,51,Good"]
+    result = ingest(spark, tiny_cfg, write_csv(tmp_path / "dups.csv", HEADER, lines))
+    assert result.rows_ingested == 1
+    assert result.quarantine_reasons == {"invalid_label": 1, "invalid_period": 1}
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS)).first()
+    assert (raw.ID, raw.Score, raw.Month) == ("7", "Good", "April")
+
+
+def test_a_renamed_copy_adds_no_quarantine_rows(spark, tiny_cfg, tmp_path):
+    first = ingest(spark, tiny_cfg, write_csv(tmp_path / "a.csv", HEADER, MIXED))
+    copy = ingest(spark, tiny_cfg, write_csv(tmp_path / "copy_of_a.csv", HEADER, MIXED))
+    assert copy.batch_id != first.batch_id
+    assert spark.read.format("delta").load(tiny_cfg.table_path(QUARANTINE)).count() == first.rows_quarantined
+    assert spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS)).count() == first.rows_ingested
+
+
+def test_only_the_listed_data_files_of_a_folder_are_read(spark, tiny_cfg, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    write_csv(folder / "part-1.csv", HEADER, ["1,C1,March,Ann,30,Good"])
+    write_csv(folder / "part-2.csv", "Score,Age,Name,Month,Cust,ID", ["Poor,41,Bo,March,C2,2"])  # other order
+    (folder / "README.txt").write_text("not data, must not be parsed\n")
+    result = ingest(spark, tiny_cfg, str(folder))
+    assert (result.files, result.rows_read, result.rows_quarantined) == (2, 2, 0)
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS))
+    assert sorted((r.ID, r.Age, r.Score) for r in raw.collect()) == [("1", "30", "Good"), ("2", "41", "Poor")]
+
+
+def test_one_file_of_a_folder_missing_a_column_is_named(spark, tiny_cfg, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    write_csv(folder / "good.csv", HEADER, ["1,C1,March,Ann,30,Good"])
+    write_csv(folder / "bad.csv", "ID,Cust,Month,Name,Score", ["2,C2,March,Bo,Good"])
+    with pytest.raises(MissingColumnError, match=r"bad\.csv is missing required column\(s\): Age"):
+        ingest(spark, tiny_cfg, str(folder))
+    assert not table_exists(spark, tiny_cfg.table_path(RAW_RECORDS))
 
 
 def test_reingesting_the_same_file_duplicates_nothing(spark, tiny_cfg, tmp_path):
