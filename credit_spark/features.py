@@ -5,10 +5,11 @@ Order of the transforms (each a pure ``DataFrame -> DataFrame`` of Spark built-i
 1. ``clean_columns``  — numbers from dirty text, placeholders to null, valid ranges, durations,
    lists (per-item counts and a total), composite categories split into parts;
 2. ``repair_stable``  — attributes that should not change for a customer (occupation, income,
-   age ±1) repaired from the customer's other periods with window functions;
+   age ±1) repaired from the customer's periods so far (window functions, no look-ahead);
 3. ``with_derived``   — engineered ratios as Spark SQL expressions declared in the spec;
 4. ``with_history``   — per-customer previous value, change, rolling mean/max over *earlier*
-   periods only (``rowsBetween(-k, -1)``), so nothing from the future leaks into a record;
+   periods only (``rangeBetween(-k, -1)`` over period numbers), so nothing from the future
+   or from the same period leaks into a record;
 5. ``select_features`` — the table contract: keys, features, label. No personal identifiers.
 
 Missing values are not filled here: imputation is learned on the training split inside the
@@ -92,9 +93,9 @@ def feature_catalog(spec: DatasetSpec) -> list[FeatureInfo]:
         out += [
             FeatureInfo(f"{name}__prev", "numeric", f"{name} in the customer's previous period"),
             FeatureInfo(f"{name}__delta", "numeric", f"change of {name} since the previous period"),
-            FeatureInfo(f"{name}__mean{k}", "numeric", f"mean of {name} over the customer's last {k} earlier periods"),
-            FeatureInfo(f"{name}__max{k}", "numeric", f"max of {name} over the customer's last {k} earlier periods"),
-            FeatureInfo(f"{name}__history", "numeric", f"number of earlier periods with a known {name}"),
+            FeatureInfo(f"{name}__mean{k}", "numeric", f"mean of {name} over the customer's {k} earlier periods"),
+            FeatureInfo(f"{name}__max{k}", "numeric", f"max of {name} over the customer's {k} earlier periods"),
+            FeatureInfo(f"{name}__history", "numeric", f"number of known {name} values in the {k} earlier periods"),
         ]
     for name in spec.categorical:
         out.append(FeatureInfo(name, "categorical", f"{name} (placeholders -> missing)"))
@@ -196,6 +197,13 @@ def period_index(col: Column, spec: PeriodSpec) -> Column:
     return (F.year(parsed) * 100 + F.month(parsed)).cast("int")
 
 
+def period_ordinal(period: Column, spec: PeriodSpec | None) -> Column:
+    """Consecutive periods as consecutive integers (months), so windows can count periods, not rows."""
+    if spec is None or spec.format == "month_name":
+        return period
+    return (F.floor(period / 100) * 12 + period % 100).cast("int")
+
+
 def period_for_run_date(spec: PeriodSpec | None, run_date: date) -> int | None:
     """Which period a run date scores: its month (month names) or its yyyymm; None = no period."""
     if spec is None:
@@ -250,19 +258,22 @@ def with_keys(spec: DatasetSpec) -> Transform:
 
 
 def repair_stable(spec: DatasetSpec) -> Transform:
-    """Repair attributes that should be stable per customer from the customer's other periods.
+    """Repair attributes that should be stable per customer from the customer's periods up to
+    and including the record's own (never later ones, so a record's features do not change when
+    later months arrive).
 
-    ``mode``: every period takes the customer's most frequent valid value (a missing or odd month
-    is overruled by the others); ``near_mode``: a value within ``tolerance`` of the mode is kept
+    ``mode``: the customer's most frequent valid value so far (a missing or odd month is
+    overruled by the others); ``near_mode``: a value within ``tolerance`` of that mode is kept
     (age grows by one within a year), anything else takes the mode.
     """
     def transform(df: DataFrame) -> DataFrame:
         if not spec.stable:
             return df
-        customer = Window.partitionBy(CUSTOMER_ID)
+        so_far = (Window.partitionBy(CUSTOMER_ID).orderBy(period_ordinal(F.col(PERIOD), spec.period))
+                  .rangeBetween(Window.unboundedPreceding, Window.currentRow))
         exprs = {}
         for name, rule in spec.stable.items():
-            mode = F.mode(F.col(name), deterministic=True).over(customer)
+            mode = F.mode(F.col(name), deterministic=True).over(so_far)
             if rule.method == "mode":
                 exprs[name] = F.coalesce(mode, F.col(name))
             else:
@@ -286,16 +297,18 @@ def with_derived(spec: DatasetSpec) -> Transform:
 
 
 def with_history(spec: DatasetSpec) -> Transform:
-    """Previous value, change, rolling mean/max over the customer's earlier periods only."""
+    """Previous period's value, change, rolling mean/max over the customer's ``window`` earlier
+    periods. Frames are ranges of period numbers, not rows: a missing month is a gap (``__prev``
+    is null), and records of the same period never see each other."""
     def transform(df: DataFrame) -> DataFrame:
         if not spec.temporal.columns:
             return df
         k = spec.temporal.window
-        ordered = Window.partitionBy(CUSTOMER_ID).orderBy(PERIOD)
-        earlier = ordered.rowsBetween(-k, -1)
+        ordered = Window.partitionBy(CUSTOMER_ID).orderBy(period_ordinal(F.col(PERIOD), spec.period))
+        previous, earlier = ordered.rangeBetween(-1, -1), ordered.rangeBetween(-k, -1)
         exprs = {}
         for name in spec.temporal.columns:
-            prev = F.lag(F.col(name), 1).over(ordered)
+            prev = F.max(F.col(name)).over(previous)
             exprs[f"{name}__prev"] = prev
             exprs[f"{name}__delta"] = F.col(name) - prev
             exprs[f"{name}__mean{k}"] = F.avg(F.col(name)).over(earlier)
@@ -332,12 +345,12 @@ def run_features(spark: SparkSession, cfg: Config) -> FeaturesResult:
 
     raw_version = current_version(spark, require_table(spark, cfg, RAW_RECORDS))
     raw = read_table(spark, cfg, RAW_RECORDS, version=raw_version)
+    if raw.isEmpty():
+        raise NoRecordsError(f"raw_records at version {raw_version} holds no rows to build features from")
     features = build_features(raw, cfg.spec)
     path = cfg.table_path(FEATURES)
     overwrite_table(features, path, partition_by=[PERIOD])
     rows = int(last_operation_metrics(spark, path).get("numOutputRows", -1))
-    if rows == 0:
-        raise NoRecordsError(f"raw_records at version {raw_version} holds no rows to build features from")
     version = current_version(spark, path)
     quality = record_feature_quality(spark, cfg, raw, read_table(spark, cfg, FEATURES, version=version),
                                      raw_version, version)
