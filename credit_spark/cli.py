@@ -161,7 +161,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
     "features": (_features, "rebuild the features table from raw_records (cleaned, typed, no PII)"),
     "catalog": (_catalog, "print the feature catalog of the dataset spec (name, type, description)"),
-    "train": (_train, "train LR and RF on features, split by customer; register the models"),
+    "train": (_train, "train LR, RF and the scorecard baseline, split by customer; register the models"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
@@ -177,6 +177,7 @@ def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--conf", action="append", default=default([]), metavar="FILE",
+                        dest="conf_after" if for_subcommand else "conf",
                         help="YAML overlay on the base config (repeatable; later files win)")
     common.add_argument("--env", default=default(None),
                         help="environment overlay conf/<ENV>.yaml (default: $CREDIT_SPARK_ENV or 'local')")
@@ -218,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.conf = [*args.conf, *getattr(args, "conf_after", [])]   # before and after the subcommand
+    return args
+
+
 def configure_logging(verbose: bool) -> None:
     # force: under spark-submit pyspark may already have put a handler on the root logger
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
@@ -226,7 +233,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     configure_logging(args.verbose)
     handler, _ = COMMANDS[args.command]
     try:

@@ -299,6 +299,10 @@ def validate_spec(spec: DatasetSpec, source: str) -> None:
                               f"{roles[column]} and {role}")
         roles[column] = role
 
+    for column in [*spec.all_columns(), *spec.derived, *(p for r in spec.splits.values() for p in r.parts)]:
+        if not column or re.search(r"[ ,;{}()\n\t=.`]", column):
+            raise ConfigError(f"{source}: column name {column!r} contains a character Delta tables or "
+                              f"Spark column references cannot take (space , ; {{ }} ( ) = . `)")
     keys = [(spec.record_id, "record_id"), (spec.customer_id, "customer_id"),
             (spec.period.column if spec.period else None, "period.column"), (spec.label.column, "label.column")]
     for column, role in keys:
@@ -376,7 +380,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: score.model must be 'selected' or one of {list(ALGORITHMS)}, "
                           f"got '{cfg.score.model}'")
     root = cfg.lake.root
-    if "://" not in root and not root.startswith("dbfs:"):
+    if "://" not in root and not root.startswith(("dbfs:", "file:")):
         cfg = dataclasses.replace(cfg, lake=LakeSettings(root=str(Path(root).resolve())))
     return cfg
 

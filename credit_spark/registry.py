@@ -54,7 +54,7 @@ class ModelRecord:
 
 
 def model_path(cfg: Config, version: int, name: str) -> str:
-    return f"{cfg.lake.root.rstrip('/')}/models/v{version}/{name}"
+    return cfg.table_path(f"models/v{version}/{name}")
 
 
 def next_version(spark: SparkSession, cfg: Config) -> int:

@@ -9,7 +9,6 @@ replaces exactly that date's rows in one atomic Delta commit, and other dates ar
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -20,7 +19,7 @@ from pyspark.sql import functions as F
 from credit_spark import registry
 from credit_spark.config import Config
 from credit_spark.errors import NoRecordsError
-from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform, period_for_run_date
+from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform, period_for_run_date, slug
 from credit_spark.tables import (FEATURES, SCORES, current_version, last_operation_metrics, read_table,
                                  replace_where, require_table, sql_literal)
 
@@ -39,7 +38,7 @@ class ScoreResult:
 
 def probability_column(label_class: str) -> str:
     """``prob_<class>`` in snake case: "Standard" -> prob_standard."""
-    return "prob_" + re.sub(r"[^0-9a-zA-Z]+", "_", label_class).strip("_").lower()
+    return "prob_" + slug(label_class)
 
 
 def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date,

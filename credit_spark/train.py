@@ -133,9 +133,14 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     train_df = train_df.persist(StorageLevel.MEMORY_AND_DISK)   # every algorithm scans it
     test_df = test_df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        train_rows, test_rows = train_df.count(), test_df.count()
+        train_counts = {int(r[0]): int(r[1]) for r in train_df.groupBy(LABEL_INDEX).count().collect()}
+        train_rows, test_rows = sum(train_counts.values()), test_df.count()
         if train_rows == 0:
             raise NoRecordsError(f"features v{features_version} has no labelled rows to train on")
+        absent = [c for i, c in enumerate(spec.label.classes) if i not in train_counts]
+        if absent:   # a model cannot learn (or output a probability for) a class it never saw
+            raise NoRecordsError(f"the training split of features v{features_version} has no record of "
+                                 f"class(es) {absent}: add labelled data or lower train.test_fraction")
         logger.info("training on %d rows, testing on %d rows (customer-grouped split, seed %d)",
                     train_rows, test_rows, settings.seed)
         version = registry.next_version(spark, cfg)

@@ -110,6 +110,7 @@ def test_spec_from_file(tmp_path):
     (SPEC + "categorical: [income]\n", r"column 'income' is given two roles"),
     (SPEC.replace("[good, bad]", "[good]"), r"label\.classes must list at least two"),
     (SPEC + "cleaning: {trim: true}\n", r"unknown key 'cleaning'"),
+    (SPEC + "categorical: [home region]\n", r"column name 'home region' contains a character"),
     (SPEC + "stable: {income: {method: median}}\n", r"stable\.income\.method: must be one of \['mode', 'near_mode'\]"),
     (SPEC + "stable: {wealth: {method: mode}}\n", r"stable\.wealth: not a numeric, categorical or duration column"),
     (SPEC + "splits: {beh: {pattern: '^(a)_(b)$', parts: [x]}}\n", r"splits\.beh: pattern has 2 group\(s\) but 1 part"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from credit_spark.cli import COMMANDS, build_parser, main
+from credit_spark.cli import COMMANDS, build_parser, main, parse_args
 from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS, SCORES
 
 pytestmark = pytest.mark.e2e
@@ -110,10 +110,10 @@ def test_every_subcommand_has_help_and_a_job_file():
 
 
 def test_global_options_before_or_after_the_subcommand():
-    parser = build_parser()
-    assert parser.parse_args(["--lake", "/x", "features"]).lake == "/x"
-    assert parser.parse_args(["features", "--lake", "/y"]).lake == "/y"
-    assert parser.parse_args(["--conf", "a.yaml", "features"]).conf == ["a.yaml"]
+    assert parse_args(["--lake", "/x", "features"]).lake == "/x"
+    assert parse_args(["features", "--lake", "/y"]).lake == "/y"
+    assert parse_args(["--conf", "a.yaml", "features"]).conf == ["a.yaml"]
+    assert parse_args(["--conf", "a.yaml", "features", "--conf", "b.yaml"]).conf == ["a.yaml", "b.yaml"]
 
 
 def test_spark_submit_runs_a_job_file(lake_after_demo):

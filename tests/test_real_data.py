@@ -4,7 +4,7 @@ from pyspark.sql import functions as F
 
 from credit_spark.features import run_features
 from credit_spark.ingest import ingest
-from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS, table_exists
+from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS
 
 pytestmark = [pytest.mark.real_data, pytest.mark.e2e]
 
@@ -16,12 +16,11 @@ def test_real_samples_ingest_and_clean(spark, cfg, shared_data):
     august = ingest(spark, cfg, str(folder / "august_labeled_sample.csv"))
     later = ingest(spark, cfg, str(folder / "sep_dec_unlabeled.csv"))
     assert (august.rows_read, later.rows_read) == (6260, 50000)
-    for r in (august, later):
-        assert r.rows_ingested + r.rows_quarantined == r.rows_read
+    for r in (august, later):   # the real files' dirt is in values, not in the rows' structure
+        assert (r.rows_ingested, r.rows_quarantined, r.quarantine_reasons) == (r.rows_read, 0, {})
     raw = spark.read.format("delta").load(cfg.table_path(RAW_RECORDS))
-    assert raw.count() == august.rows_ingested + later.rows_ingested
-    if august.rows_quarantined + later.rows_quarantined:
-        assert table_exists(spark, cfg.table_path(QUARANTINE))
+    assert raw.count() == 56260
+    assert spark.read.format("delta").load(cfg.table_path(QUARANTINE)).count() == 0
 
     result = run_features(spark, cfg)
     assert result.rows == raw.count()
@@ -59,8 +58,8 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     assert not {"personal_status_and_sex", "foreign_worker"} & set(table.columns)
     trained = train(spark, german)
     assert set(trained.metrics) == {"logistic_regression", "random_forest", "scorecard"}
-    for m in trained.metrics.values():
-        assert m.accuracy > 0.65          # majority class is 0.70; both models must be in that league
+    for name, m in trained.metrics.items():
+        assert m.auc > 0.70, (name, m.auc)        # untuned LR reaches about 0.78 on this data
         assert set(m.per_class) == {"good", "bad"}
     scored = score_run_date(spark, german, date(2026, 9, 30))
     assert scored.rows == result.rows_ingested   # no period: every record is scored
