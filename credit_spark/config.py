@@ -132,6 +132,10 @@ class DatasetSpec:
     splits: dict[str, SplitRule] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
     stable: dict[str, StableRule] = field(default_factory=dict)
+    #: which of a customer's periods the ``stable`` repair may use: ``all_periods`` (every month of
+    #: the customer, the most information; a record's repaired value can change when later months
+    #: arrive) or ``past_periods`` (up to the record's own period: strictly point-in-time)
+    repair_scope: Literal["all_periods", "past_periods"] = "all_periods"
     derived: dict[str, DerivedFeature] = field(default_factory=dict)
     temporal: TemporalSpec = field(default_factory=TemporalSpec)
 

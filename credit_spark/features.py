@@ -5,7 +5,8 @@ Order of the transforms (each a pure ``DataFrame -> DataFrame`` of Spark built-i
 1. ``clean_columns``  — numbers from dirty text, placeholders to null, valid ranges, durations,
    lists (per-item counts and a total), composite categories split into parts;
 2. ``repair_stable``  — attributes that should not change for a customer (occupation, income,
-   age ±1) repaired from the customer's periods so far (window functions, no look-ahead);
+   age ±1) repaired from the customer's other periods (window functions; the spec's
+   ``repair_scope`` says whether later periods may be used);
 3. ``with_derived``   — engineered ratios as Spark SQL expressions declared in the spec;
 4. ``with_history``   — per-customer previous value, change, rolling mean/max over *earlier*
    periods only (``rangeBetween(-k, -1)`` over period numbers), so nothing from the future
@@ -258,22 +259,24 @@ def with_keys(spec: DatasetSpec) -> Transform:
 
 
 def repair_stable(spec: DatasetSpec) -> Transform:
-    """Repair attributes that should be stable per customer from the customer's periods up to
-    and including the record's own (never later ones, so a record's features do not change when
-    later months arrive).
+    """Repair attributes that should be stable per customer from the customer's other periods.
 
-    ``mode``: the customer's most frequent valid value so far (a missing or odd month is
-    overruled by the others); ``near_mode``: a value within ``tolerance`` of that mode is kept
-    (age grows by one within a year), anything else takes the mode.
+    ``mode``: the customer's most frequent valid value (a missing or odd month is overruled by
+    the others); ``near_mode``: a value within ``tolerance`` of that mode is kept (age grows by
+    one within a year), anything else takes the mode. ``spec.repair_scope`` chooses the periods:
+    all of the customer's (``all_periods``) or those up to the record's own (``past_periods``,
+    strictly point-in-time: a record's features never change when later months arrive).
     """
     def transform(df: DataFrame) -> DataFrame:
         if not spec.stable:
             return df
-        so_far = (Window.partitionBy(CUSTOMER_ID).orderBy(period_ordinal(F.col(PERIOD), spec.period))
-                  .rangeBetween(Window.unboundedPreceding, Window.currentRow))
+        customer = Window.partitionBy(CUSTOMER_ID)
+        if spec.repair_scope == "past_periods":
+            customer = (customer.orderBy(period_ordinal(F.col(PERIOD), spec.period))
+                        .rangeBetween(Window.unboundedPreceding, Window.currentRow))
         exprs = {}
         for name, rule in spec.stable.items():
-            mode = F.mode(F.col(name), deterministic=True).over(so_far)
+            mode = F.mode(F.col(name), deterministic=True).over(customer)
             if rule.method == "mode":
                 exprs[name] = F.coalesce(mode, F.col(name))
             else:

@@ -113,6 +113,21 @@ def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str
     return {"rows": rows, "stages": out, "macro_f1": quality}
 
 
+def to_markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"{m['cpus']} CPUs, {m['platform']}, Python {m['python']}, Spark {m['spark']} ({m['master']}), "
+             f"{report['when']}", "",
+             "| rows | stage | rows in | seconds | rows/s | Python driver peak MB | JVM peak MB |",
+             "|---|---|---|---|---|---|---|"]
+    for result in report["results"]:
+        for name, st in result["stages"].items():
+            lines.append(f"| {result['rows']:,} | {name} | {st['rows']:,} | {st['seconds']:.1f} | "
+                         f"{st['rows_per_s']:,.0f} | {st['python_driver_peak_mb']} | {st['jvm_peak_mb']} |")
+        if result["macro_f1"]:
+            lines.append(f"| {result['rows']:,} | macro-F1 | {', '.join(f'{k} {v}' for k, v in result['macro_f1'].items())} ||||")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
@@ -148,7 +163,10 @@ def main(argv=None) -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
+    markdown = Path(args.out).with_suffix(".md")
+    markdown.write_text(to_markdown(report))
+    print(f"\nwrote {args.out} and {markdown}")
+    print(to_markdown(report))
     spark.stop()
     return 0
 

@@ -38,21 +38,35 @@ def test_composite_category_is_split_into_parts(spark):
     assertDataFrameEqual(out, want, checkRowOrder=True)
 
 
-def test_stable_attributes_are_repaired_per_customer(spark):
-    spec = dataclasses.replace(BASE, categorical=["Job"], numeric={"Income": NumericRule(), "Age": NumericRule()},
+STABLE_ROWS = [("A", 1, "Lawyer", 100.0, 30.0), ("A", 2, None, 1000.0, 31.0), ("A", 3, "Lawyer", 100.0, 500.0),
+               ("A", 4, "Doctor", None, None), ("B", 1, None, None, 40.0),
+               ("C", 1, None, None, None), ("C", 2, "Teacher", 50.0, 45.0)]
+STABLE_SCHEMA = f"{CUSTOMER_ID} string, {PERIOD} int, Job string, Income double, Age double"
+
+
+def stable_spec(scope):
+    return dataclasses.replace(BASE, categorical=["Job"], numeric={"Income": NumericRule(), "Age": NumericRule()},
                                stable={"Job": StableRule(method="mode"), "Income": StableRule(method="mode"),
-                                       "Age": StableRule(method="near_mode", tolerance=1)})
-    rows = [("A", 1, "Lawyer", 100.0, 30.0), ("A", 2, None, 1000.0, 31.0), ("A", 3, "Lawyer", 100.0, 500.0),
-            ("A", 4, "Doctor", None, None),
-            ("B", 1, None, None, 40.0),
-            ("C", 1, None, None, None), ("C", 2, "Teacher", 50.0, 45.0)]   # no look-ahead: C1 stays empty
-    df = spark.createDataFrame(rows, f"{CUSTOMER_ID} string, {PERIOD} int, Job string, Income double, Age double")
-    out = df.transform(repair_stable(spec))
+                                       "Age": StableRule(method="near_mode", tolerance=1)}, repair_scope=scope)
+
+
+def test_stable_attributes_are_repaired_from_all_periods(spark):
+    out = spark.createDataFrame(STABLE_ROWS, STABLE_SCHEMA).transform(repair_stable(stable_spec("all_periods")))
     want = spark.createDataFrame(
         [("A", 1, "Lawyer", 100.0, 30.0), ("A", 2, "Lawyer", 100.0, 31.0), ("A", 3, "Lawyer", 100.0, 30.0),
          ("A", 4, "Lawyer", 100.0, 30.0), ("B", 1, None, None, 40.0),
-         ("C", 1, None, None, None), ("C", 2, "Teacher", 50.0, 45.0)],
-        f"{CUSTOMER_ID} string, {PERIOD} int, Job string, Income double, Age double")
+         ("C", 1, "Teacher", 50.0, 45.0), ("C", 2, "Teacher", 50.0, 45.0)],   # C1 repaired from C2
+        STABLE_SCHEMA)
+    assertDataFrameEqual(out, want)
+
+
+def test_stable_attributes_point_in_time(spark):
+    out = spark.createDataFrame(STABLE_ROWS, STABLE_SCHEMA).transform(repair_stable(stable_spec("past_periods")))
+    want = spark.createDataFrame(
+        [("A", 1, "Lawyer", 100.0, 30.0), ("A", 2, "Lawyer", 100.0, 31.0), ("A", 3, "Lawyer", 100.0, 30.0),
+         ("A", 4, "Lawyer", 100.0, 30.0), ("B", 1, None, None, 40.0),
+         ("C", 1, None, None, None), ("C", 2, "Teacher", 50.0, 45.0)],        # no look-ahead: C1 stays empty
+        STABLE_SCHEMA)
     assertDataFrameEqual(out, want)
 
 
@@ -163,9 +177,14 @@ def test_training_and_scoring_paths_give_the_same_features_and_scores(spark, cfg
     score_run_date(spark, cfg, date(2026, 8, 31))
     scored = spark.read.format("delta").load(cfg.table_path("scores")).select("record_id", prob)
     assertDataFrameEqual(scored, direct)
-    # the serving-time features of a record do not depend on later months: rebuild July from the
-    # raw records without August and compare every column (repair and history included)
-    early_only = spark.read.format("delta").load(cfg.table_path("raw_records")).where("Month != 'August'")
-    rebuilt = build_features(early_only, cfg.spec).where(f"{PERIOD} = 7")
-    stored = features.where(f"{PERIOD} = 7")
-    assertDataFrameEqual(rebuilt, stored)
+    # with point-in-time repair, a record's features do not depend on later months: rebuild July
+    # from the raw records without August and compare every column (repair and history included)
+    raw = spark.read.format("delta").load(cfg.table_path("raw_records"))
+    point_in_time = dataclasses.replace(cfg.spec, repair_scope="past_periods")
+    rebuilt = build_features(raw.where("Month != 'August'"), point_in_time).where(f"{PERIOD} = 7")
+    assertDataFrameEqual(rebuilt, build_features(raw, point_in_time).where(f"{PERIOD} = 7"))
+    # history features never look ahead, whatever the repair scope
+    history = [c for c in features.columns if c.endswith(("__prev", "__delta", "__mean3", "__max3", "__history"))
+               and not c.startswith("debt_to_income")]   # debt_to_income uses repaired income
+    assertDataFrameEqual(build_features(raw.where("Month != 'August'"), cfg.spec).where(f"{PERIOD} = 7")
+                         .select("record_id", *history), features.where(f"{PERIOD} = 7").select("record_id", *history))
