@@ -31,8 +31,8 @@ from pyspark.sql import functions as F
 
 from credit_spark.config import MONTH_NAMES, Config, DatasetSpec, NumericRule, PeriodSpec
 from credit_spark.errors import ConfigError, NoRecordsError
-from credit_spark.tables import (FEATURES, RAW_RECORDS, current_version, last_operation_metrics,
-                                 overwrite_table, read_table, require_table)
+from credit_spark.tables import (FEATURES, RAW_RECORDS, current_version, overwrite_table, read_snapshot,
+                                 read_table, rows_written)
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def clean_columns(spec: DatasetSpec) -> Transform:
             exprs[name] = duration_months(clean_text(F.col(name), ph))
         for name, rule in spec.lists.items():
             items = list_items(F.col(name), rule.separator, ph)
-            exprs[f"{name}_count"] = F.size(items).cast("double")
+            exprs[f"{name}_count"] = list_count(F.col(name), rule.separator, ph)
             for item in rule.items:
                 exprs[list_item_column(name, item)] = F.size(F.filter(items, _equals(item))).cast("double")
         for name, rule in spec.splits.items():
@@ -346,14 +346,13 @@ def run_features(spark: SparkSession, cfg: Config) -> FeaturesResult:
     """Rebuild ``features`` from the current ``raw_records`` in one atomic overwrite (idempotent)."""
     from credit_spark.quality import record_feature_quality
 
-    raw_version = current_version(spark, require_table(spark, cfg, RAW_RECORDS))
-    raw = read_table(spark, cfg, RAW_RECORDS, version=raw_version)
+    raw, raw_version = read_snapshot(spark, cfg, RAW_RECORDS)
     if raw.isEmpty():
         raise NoRecordsError(f"raw_records at version {raw_version} holds no rows to build features from")
     features = build_features(raw, cfg.spec)
     path = cfg.table_path(FEATURES)
     overwrite_table(features, path, partition_by=[PERIOD])
-    rows = int(last_operation_metrics(spark, path).get("numOutputRows", -1))
+    rows = rows_written(spark, path)
     version = current_version(spark, path)
     quality = record_feature_quality(spark, cfg, raw, read_table(spark, cfg, FEATURES, version=version),
                                      raw_version, version)

@@ -20,8 +20,8 @@ from credit_spark import registry
 from credit_spark.config import Config
 from credit_spark.errors import NoRecordsError
 from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform, period_for_run_date, slug
-from credit_spark.tables import (FEATURES, SCORES, current_version, last_operation_metrics, read_table,
-                                 replace_where, require_table, sql_literal)
+from credit_spark.tables import (FEATURES, SCORES, current_version, read_snapshot, replace_where, rows_written,
+                                 sql_literal)
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     """Score the run date's records and replace that date's partition of ``scores``."""
     record = registry.resolve(spark, cfg, cfg.score.model)      # fail before reading or writing
     model = registry.load_model(record)
-    features_version = current_version(spark, require_table(spark, cfg, FEATURES))
-    records = read_table(spark, cfg, FEATURES, version=features_version)
+    records, features_version = read_snapshot(spark, cfg, FEATURES)
     period = period_for_run_date(cfg.spec.period, run_date)
     if period is not None:
         records = records.where(F.col(PERIOD) == period)
@@ -75,7 +74,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     scored = model.transform(records).transform(to_scores(record.classes, record, run_date, features_version))
     path = cfg.table_path(SCORES)
     replace_where(scored, path, f"run_date = {sql_literal(run_date.isoformat())}", partition_by=["run_date"])
-    rows = int(last_operation_metrics(spark, path).get("numOutputRows", -1))
+    rows = rows_written(spark, path)
     version = current_version(spark, path)
     logger.info("scored %d records for %s with %s v%d (features v%d) -> scores v%d", rows, run_date,
                 record.model_name, record.model_version, features_version, version)

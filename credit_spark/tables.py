@@ -54,6 +54,17 @@ def read_table(spark: SparkSession, cfg: Config, name: str, version: int | None 
     return reader.load(path)
 
 
+def read_snapshot(spark: SparkSession, cfg: Config, name: str) -> tuple[DataFrame, int]:
+    """A lake table pinned to its current Delta version, and that version (recorded for lineage)."""
+    version = current_version(spark, require_table(spark, cfg, name))
+    return read_table(spark, cfg, name, version=version), version
+
+
+def rows_written(spark: SparkSession, path: str) -> int:
+    """Rows written by the table's last commit (Delta's ``numOutputRows``), without a scan."""
+    return int(last_operation_metrics(spark, path).get("numOutputRows", -1))
+
+
 def current_version(spark: SparkSession, path: str) -> int:
     """The latest Delta version of a table (a one-row read of its log)."""
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])

@@ -24,7 +24,7 @@ from credit_spark.metrics import evaluate as metrics_evaluate
 from credit_spark.scorecard import Scorecard, ScorecardModel
 from credit_spark.stages import MedianImputer
 from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
-from credit_spark.tables import FEATURES, SCORECARD, append, current_version, read_table, require_table
+from credit_spark.tables import FEATURES, SCORECARD, append, read_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +125,8 @@ def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, ve
 def train(spark: SparkSession, cfg: Config) -> TrainResult:
     """Fit every configured algorithm, evaluate on held-out customers, register the models."""
     spec, settings = cfg.spec, cfg.train
-    features_version = current_version(spark, require_table(spark, cfg, FEATURES))
-    labelled = (read_table(spark, cfg, FEATURES, version=features_version)
-                .where(F.col(LABEL).isNotNull())
+    features, features_version = read_snapshot(spark, cfg, FEATURES)
+    labelled = (features.where(F.col(LABEL).isNotNull())
                 .transform(with_label_index(spec.label.classes)))
     train_df, test_df = split_by_customer(labelled, settings.test_fraction, settings.seed)
     train_df = train_df.persist(StorageLevel.MEMORY_AND_DISK)   # every algorithm scans it
