@@ -27,6 +27,11 @@ setup(
         "numpy>=1.26,<2.4",
         "pyarrow>=15",
         "PyYAML>=6.0",
+        # experiment tracking and the model registry (champion alias); the full package brings
+        # the SQLite tracking store used by the embedded default
+        "mlflow>=3.5,<4",
+        # PNG plots of the training report
+        "matplotlib>=3.8",
     ],
     extras_require={
         "dev": ["pytest>=8", "psutil>=5.9"],

@@ -23,7 +23,7 @@ from credit_spark.errors import CreditSparkError
 logger = logging.getLogger("credit_spark.cli")
 
 EXIT_USER_ERROR = 2
-NO_SPARK = {"catalog"}   # subcommands that only read config
+NO_SPARK = {"catalog", "report"}   # subcommands that only read config
 
 
 # --------------------------------------------------------------------------- handlers
@@ -69,20 +69,34 @@ def _catalog(spark, cfg: Config, args) -> None:
 
 
 def _train(spark, cfg: Config, args) -> None:
+    from credit_spark.report import load_results, verdict
     from credit_spark.train import train
 
     r = train(spark, cfg)
-    print(f"trained model version {r.version} on features v{r.features_version}: "
-          f"{r.train_rows:,} train rows, {r.test_rows:,} test rows (split by customer)")
+    print(f"training run {r.run_id} on features v{r.features_version}: {r.train_rows:,} train, "
+          f"{r.validation_rows:,} validation, {r.test_rows:,} test rows ({cfg.train.split} split)")
     columns = ["accuracy", "macro_f1", "weighted_f1", "auc", "gini", "ks", "log_loss", "brier", "ece"]
-    print(f"  {'model':<22}" + "".join(f"{c:>12}" for c in columns))
+    print(f"  test set: {'model':<24}" + "".join(f"{c:>12}" for c in columns))
     for name, m in r.metrics.items():
-        mark = "  <- selected" if name == r.selected else ""
+        mark = "  <- selected (validation)" if name == r.selected else ""
         values = m.headline()
-        print(f"  {name:<22}" + "".join(f"{values[c]:>12.4f}" for c in columns) + mark)
-    for name, m in r.metrics.items():
-        per_class = ", ".join(f"{c}: P={v['precision']:.3f} R={v['recall']:.3f}" for c, v in m.per_class.items())
-        print(f"  {name} per class: {per_class}")
+        print(f"            {name + ' v' + str(r.versions[name]):<24}"
+              + "".join(f"{values[c]:>12.4f}" for c in columns) + mark)
+    for d in r.comparison:
+        print(f"  {d.model} - {d.baseline} {d.metric}: {d.difference:+.4f} "
+              f"({d.confidence:.0%} CI {d.ci_low:+.4f} to {d.ci_high:+.4f})")
+    print(f"  promotion: {r.promotion.challenger} {r.promotion.decision} ({r.promotion.reason})")
+    print(f"  report: {r.report_dir}/report.html")
+    print(f"  verdict: {verdict(load_results(r.report_dir))}")
+
+
+def _report(spark, cfg: Config, args) -> None:
+    from credit_spark.report import load_results, verdict
+    from credit_spark.train import render_report
+
+    out = render_report(cfg, run_id=args.run_id, out=args.out)
+    print(f"report written to {out} (report.md, report.html, PNGs)")
+    print(f"verdict: {verdict(load_results(out))}")
 
 
 def _score(spark, cfg: Config, args) -> None:
@@ -161,7 +175,8 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
     "features": (_features, "rebuild the features table from raw_records (cleaned, typed, no PII)"),
     "catalog": (_catalog, "print the feature catalog of the dataset spec (name, type, description)"),
-    "train": (_train, "train LR, RF and the scorecard baseline, split by customer; register the models"),
+    "train": (_train, "tune, calibrate and compare the models with the scorecard; MLflow run, report, promotion"),
+    "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
@@ -207,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p["score"].add_argument("--run-date", type=_run_date, required=True, metavar="YYYY-MM-DD",
                             help="scores the records of this date's month")
+
+    p["report"].add_argument("--run-id", default=None, help="MLflow run id (default: the latest training run)")
+    p["report"].add_argument("--out", default=None, help="output folder (default: <lake>/reports/run-N-<id>)")
 
     p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
     p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")

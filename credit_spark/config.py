@@ -171,25 +171,47 @@ class LakeSettings:
     root: str = "lake"
 
 
+#: a tuning grid: settings key -> candidate values, e.g. {"reg_param": [0.001, 0.01]}
+Grid = dict[str, list[float]]
+
+
 @dataclass(frozen=True)
 class LogisticRegressionSettings:
     max_iter: int = 100
     reg_param: float = 0.0
-    elastic_net_param: float = 0.0
+    elastic_net_param: float = 0.0     # 0 = ridge (L2), 1 = lasso (L1), between = elastic net
+    #: "auto" = binomial for two classes, multinomial otherwise
+    family: Literal["auto", "multinomial", "binomial"] = "auto"
+    grid: Grid = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RandomForestSettings:
     num_trees: int = 50
     max_depth: int = 8
+    min_instances_per_node: int = 1
     seed: int = 42
+    grid: Grid = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GradientBoostedTreesSettings:
+    """Binary labels only (MLlib's GBTClassifier)."""
+
+    max_iter: int = 50
+    max_depth: int = 5
+    step_size: float = 0.1
+    seed: int = 42
+    grid: Grid = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ScorecardSettings:
-    """The traditional baseline: quantile binning, WOE, IV filter, logistic regression, points."""
+    """The traditional baseline: binning, WOE, IV filter, logistic regression, points."""
 
     num_bins: int = 10
+    #: "quantile" bins, or "monotonic": quantile bins merged until the adverse rate is monotonic
+    binning: Literal["quantile", "monotonic"] = "monotonic"
     min_iv: float = 0.02          # features with a lower information value are dropped
     pdo: float = 20.0             # points to double the odds
     base_score: float = 600.0     # score at the base odds
@@ -198,21 +220,85 @@ class ScorecardSettings:
 
 
 @dataclass(frozen=True)
+class TuningSettings:
+    """Hyperparameter search over each algorithm's ``grid`` (an empty grid = no search)."""
+
+    #: cross_validation: k folds of the training customers (CrossValidator with a customer foldCol);
+    #: train_validation_split: fit on train, pick on the customer-grouped validation split
+    method: Literal["none", "cross_validation", "train_validation_split"] = "train_validation_split"
+    num_folds: int = 3
+    #: models fitted at the same time
+    parallelism: int = 2
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Probability calibration fitted on the validation split (changes probabilities, not classes)."""
+
+    method: Literal["none", "isotonic", "platt"] = "isotonic"
+
+
+@dataclass(frozen=True)
+class ComparisonSettings:
+    """Paired bootstrap of each model's difference from the scorecard on the test set."""
+
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    """A challenger becomes champion only if it beats the champion on ``primary_metric`` by ``margin``
+    on the same (this run's) test set."""
+
+    margin: float = 0.005
+    alias: str = "champion"
+
+
+@dataclass(frozen=True)
 class TrainSettings:
+    #: customer: train/validation/test by a seeded hash of the customer id (no customer in two sets);
+    #: out_of_time: the last ``out_of_time_test_periods`` labelled periods are the test set
+    split: Literal["customer", "out_of_time"] = "customer"
     test_fraction: float = 0.2
+    validation_fraction: float = 0.2
+    out_of_time_test_periods: int = 1
     seed: int = 42
     algorithms: list[str] = field(default_factory=lambda: ["logistic_regression", "random_forest", "scorecard"])
-    #: metric that picks the model the scorer uses by default
-    primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    #: metric that picks the best model of a run (on validation) and decides promotion (on test)
+    primary_metric: Literal["macro_f1", "accuracy", "auc"] = "macro_f1"
+    #: "balanced": each class weighs n / (k * n_class) in training (weightCol); "none": all 1
+    class_weight: Literal["balanced", "none"] = "balanced"
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    comparison: ComparisonSettings = field(default_factory=ComparisonSettings)
+    promotion: PromotionSettings = field(default_factory=PromotionSettings)
     logistic_regression: LogisticRegressionSettings = field(default_factory=LogisticRegressionSettings)
     random_forest: RandomForestSettings = field(default_factory=RandomForestSettings)
+    gradient_boosted_trees: GradientBoostedTreesSettings = field(default_factory=GradientBoostedTreesSettings)
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """MLflow. Embedded default: a SQLite store and artifact folder inside a local lake folder."""
+
+    #: tracking URI; null = sqlite:///<lake>/mlflow/mlflow.db (local lakes only), or e.g.
+    #: http://mlflow:5000 or "databricks"
+    uri: str | None = None
+    #: model registry URI; null = the tracking URI (Databricks Unity Catalog: "databricks-uc")
+    registry_uri: str | None = None
+    experiment: str = "credit_spark"
+    #: registered model name; null = credit_spark_<dataset>
+    registered_model: str | None = None
+
+
+@dataclass(frozen=True)
 class ScoreSettings:
-    #: "selected" = the best model of the latest training run; or an algorithm name
-    model: str = "selected"
+    #: "champion" = the registered version holding the promotion alias; or an algorithm name
+    #: (its latest registered version)
+    model: str = "champion"
 
 
 @dataclass(frozen=True)
@@ -223,6 +309,7 @@ class Config:
     lake: LakeSettings = field(default_factory=LakeSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def table_path(self, name: str) -> str:
         return f"{self.lake.root.rstrip('/')}/{name}"
@@ -232,7 +319,8 @@ class Config:
 
 
 GENERATED_RECORD_ID = "_record_id"
-ALGORITHMS = ("logistic_regression", "random_forest", "scorecard")
+ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "scorecard")
+BINARY_ONLY = ("gradient_boosted_trees",)
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
 
@@ -377,16 +465,50 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     unknown = [a for a in cfg.train.algorithms if a not in ALGORITHMS]
     if unknown or not cfg.train.algorithms:
         raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
-    if not 0.0 < cfg.train.test_fraction < 1.0:
-        raise ConfigError(f"{source}: train.test_fraction must be between 0 and 1, "
-                          f"got {cfg.train.test_fraction}")
-    if cfg.score.model not in ("selected", *ALGORITHMS):
-        raise ConfigError(f"{source}: score.model must be 'selected' or one of {list(ALGORITHMS)}, "
+    validate_train(cfg.train, cfg.spec, source)
+    if cfg.score.model not in ("champion", *ALGORITHMS):
+        raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(ALGORITHMS)}, "
                           f"got '{cfg.score.model}'")
     root = cfg.lake.root
     if "://" not in root and not root.startswith(("dbfs:", "file:")):
         cfg = dataclasses.replace(cfg, lake=LakeSettings(root=str(Path(root).resolve())))
     return cfg
+
+
+def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None:
+    """Cross-field rules the types cannot express; each error names its key."""
+    unknown = [a for a in train.algorithms if a not in ALGORITHMS]
+    if unknown or not train.algorithms:
+        raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
+    if len(spec.label.classes) > 2:
+        binary_only = [a for a in train.algorithms if a in BINARY_ONLY]
+        if binary_only:
+            raise ConfigError(f"{source}: train.algorithms: {binary_only} needs a binary label, but "
+                              f"{spec.name} has {len(spec.label.classes)} classes {spec.label.classes}")
+    for key in ("test_fraction", "validation_fraction"):
+        if not 0.0 < getattr(train, key) < 1.0:
+            raise ConfigError(f"{source}: train.{key} must be between 0 and 1, got {getattr(train, key)}")
+    if train.split == "customer" and train.test_fraction + train.validation_fraction >= 1.0:
+        raise ConfigError(f"{source}: train.test_fraction + train.validation_fraction must leave customers "
+                          f"to train on, got {train.test_fraction} + {train.validation_fraction}")
+    if train.split == "out_of_time" and spec.period is None:
+        raise ConfigError(f"{source}: train.split 'out_of_time' needs a period column, and dataset "
+                          f"{spec.name} has none: use train.split 'customer'")
+    if train.out_of_time_test_periods < 1:
+        raise ConfigError(f"{source}: train.out_of_time_test_periods must be at least 1")
+    if train.tuning.num_folds < 2 or train.tuning.parallelism < 1:
+        raise ConfigError(f"{source}: train.tuning.num_folds must be >= 2 and parallelism >= 1")
+    if train.comparison.bootstrap_samples < 100 or not 0.5 < train.comparison.confidence < 1.0:
+        raise ConfigError(f"{source}: train.comparison needs bootstrap_samples >= 100 and 0.5 < confidence < 1")
+    for algorithm in ("logistic_regression", "random_forest", "gradient_boosted_trees"):
+        settings = getattr(train, algorithm)
+        tunable = [f.name for f in dataclasses.fields(settings) if f.name not in ("grid", "seed", "family")]
+        for key, values in settings.grid.items():
+            if key not in tunable:
+                raise ConfigError(f"{source}: train.{algorithm}.grid: unknown parameter '{key}' "
+                                  f"(tunable: {', '.join(tunable)})")
+            if not values:
+                raise ConfigError(f"{source}: train.{algorithm}.grid.{key}: list at least one value")
 
 
 # --------------------------------------------------------------------------- typed building

@@ -6,8 +6,10 @@
   (scores within one bucket count as ties: the AUC is exact up to that resolution, 1e-3);
 * log-loss (mean of -ln p(true class)), Brier score (mean squared distance between the
   probability vector and the one-hot truth, summed over classes), expected calibration error
-  (``ECE_BINS`` bins of the top-class probability: sum of |accuracy - confidence| weighted by
-  the bin's share of rows).
+  (``ECE_BINS`` bins of the predicted class's probability: sum of |accuracy - confidence|
+  weighted by the bin's share of rows), before and after calibration;
+* for the report: ROC curves, the distribution of P(adverse class) per true class, and the
+  adverse rate in ten equal-count bands of P(adverse) — all from the same histogram.
 """
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from credit_spark.calibration import expected_calibration_error, reliability_table
 from credit_spark.errors import NoRecordsError
 
 HISTOGRAM_BINS = 1000
 ECE_BINS = 10
 EPS = 1e-15
+ROC_POINTS = 101
+DISTRIBUTION_BINS = 20
+BANDS = 10
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,16 @@ class ModelMetrics:
     log_loss: float = float("nan")
     brier: float = float("nan")
     ece: float = float("nan")
-    extra: dict = field(default_factory=dict)
+    #: ece / brier / log_loss of the probabilities before calibration (when a calibrator ran)
+    uncalibrated: dict[str, float] = field(default_factory=dict)
+    #: reliability tables (bin, n, confidence, accuracy): "after" = the model's output, "before" = raw
+    reliability: dict[str, list[dict]] = field(default_factory=dict)
+    #: per class: ROC curve points (fpr, tpr ascending) and its AUC
+    roc: dict[str, dict] = field(default_factory=dict)
+    #: histogram of P(adverse class) per true class
+    score_distribution: dict = field(default_factory=dict)
+    #: ten bands of P(adverse) with equal row counts (ties permitting): n, adverse count and rate
+    bad_rate_by_band: list[dict] = field(default_factory=list)
 
     def headline(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "weighted_f1": self.weighted_f1,
@@ -84,52 +99,110 @@ def roc_from_histogram(events: list[int], non_events: list[int]) -> tuple[float,
     return auc, ks
 
 
+def roc_curve(events: list[int], non_events: list[int], points: int = ROC_POINTS) -> dict[str, list[float]]:
+    """ROC points (fpr, tpr), thresholds stepping down through the histogram, ~``points`` of them."""
+    total_e, total_n = sum(events), sum(non_events)
+    if total_e == 0 or total_n == 0:
+        return {"fpr": [], "tpr": []}
+    step = max(1, len(events) // (points - 1))
+    fpr, tpr, e_cum, n_cum = [0.0], [0.0], 0, 0
+    for i, (e, n) in enumerate(zip(reversed(events), reversed(non_events)), start=1):
+        e_cum, n_cum = e_cum + e, n_cum + n
+        if i % step == 0 or i == len(events):
+            fpr.append(n_cum / total_n)
+            tpr.append(e_cum / total_e)
+    return {"fpr": fpr, "tpr": tpr}
+
+
+def equal_count_bands(n_per_bin: list[int], bad_per_bin: list[int], bands: int = BANDS) -> list[dict]:
+    """Cut histogram bins (ascending score) into ``bands`` groups of about equal row counts."""
+    total = sum(n_per_bin)
+    width = 1.0 / len(n_per_bin)
+    out, n, bad, low, cumulative = [], 0, 0, None, 0
+    for i, (rows, bads) in enumerate(zip(n_per_bin, bad_per_bin)):
+        if rows == 0:
+            continue
+        low = i * width if low is None else low
+        n, bad, cumulative = n + rows, bad + bads, cumulative + rows
+        if cumulative >= total * (len(out) + 1) / bands or cumulative == total:
+            out.append({"band": len(out) + 1, "low": low, "high": (i + 1) * width, "n": n, "bad": bad,
+                        "bad_rate": bad / n})
+            n, bad, low = 0, 0, None
+    return out
+
+
+def _probability_quality(df: DataFrame, probability_col: str) -> tuple[float, float, list[dict], float]:
+    """(log_loss, brier, reliability table, ECE) of one probability column (``y``, ``yhat`` in df)."""
+    p = vector_to_array(F.col(probability_col))
+    p_true = F.element_at(p, F.col("y") + 1)
+    onehot_sq = F.aggregate(F.transform(p, lambda x, i: (x - F.when(i == F.col("y"), 1.0).otherwise(0.0)) ** 2),
+                            F.lit(0.0), lambda acc, x: acc + x)
+    losses = df.agg(F.avg(-F.log(F.greatest(p_true, F.lit(EPS)))).alias("log_loss"),
+                    F.avg(onehot_sq).alias("brier")).first()
+    table = reliability_table(df, "y", probability_col, "yhat", bins=ECE_BINS)
+    return float(losses["log_loss"]), float(losses["brier"]), table, expected_calibration_error(table)
+
+
 def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probability_col: str = "probability",
-             prediction_col: str = "prediction") -> ModelMetrics:
-    """Every test-set metric of one model, in three small aggregations."""
+             prediction_col: str = "prediction", raw_probability_col: str | None = None) -> ModelMetrics:
+    """Every test-set metric of one model, from a handful of small aggregations.
+
+    ``raw_probability_col`` (the calibrator's copy of the uncalibrated vector) adds the
+    before-calibration ECE, Brier score, log-loss and reliability table.
+    """
     k = len(classes)
-    df = predictions.select(F.col(label_col).cast("int").alias("y"), F.col(prediction_col).cast("int").alias("yhat"),
-                            vector_to_array(F.col(probability_col)).alias("p"))
+    adverse = k - 1
+    columns = [F.col(label_col).cast("int").alias("y"), F.col(prediction_col).cast("int").alias("yhat"),
+               F.col(probability_col)]
+    if raw_probability_col:
+        columns.append(F.col(raw_probability_col))
+    df = predictions.select(*columns)
     confusion = [[0] * k for _ in range(k)]
     for row in df.groupBy("y", "yhat").count().collect():
         confusion[row["y"]][row["yhat"]] += int(row["count"])
     base = confusion_metrics(confusion, classes)
 
-    p_true = F.element_at("p", F.col("y") + 1)
-    onehot_sq = F.aggregate(F.transform("p", lambda x, i: (x - F.when(i == F.col("y"), 1.0).otherwise(0.0)) ** 2),
-                            F.lit(0.0), lambda acc, x: acc + x)
-    losses = df.agg(F.avg(-F.log(F.greatest(p_true, F.lit(EPS)))).alias("log_loss"),
-                    F.avg(onehot_sq).alias("brier")).first()
+    log_loss, brier, reliability, ece = _probability_quality(df, probability_col)
+    reliability_tables = {"after": reliability}
+    uncalibrated = {}
+    if raw_probability_col:
+        raw_loss, raw_brier, raw_table, raw_ece = _probability_quality(df, raw_probability_col)
+        uncalibrated = {"ece": raw_ece, "brier": raw_brier, "log_loss": raw_loss}
+        reliability_tables["before"] = raw_table
 
-    confidence = F.array_max("p")
-    ece_rows = (df.select(F.least(F.floor(confidence * ECE_BINS), F.lit(ECE_BINS - 1)).alias("b"),
-                          confidence.alias("conf"), (F.col("y") == F.col("yhat")).cast("double").alias("hit"))
-                .groupBy("b").agg(F.count(F.lit(1)).alias("n"), F.avg("conf").alias("conf"), F.avg("hit").alias("acc"))
-                .collect())
-    total = base["test_rows"]
-    ece = sum(r["n"] / total * abs(r["acc"] - r["conf"]) for r in ece_rows)
-
-    buckets = F.explode(F.transform("p", lambda x, i: F.struct(
+    p = vector_to_array(F.col(probability_col))
+    buckets = F.explode(F.transform(p, lambda x, i: F.struct(
         i.alias("cls"), F.least(F.floor(x * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int").alias("b"))))
-    hist = (df.select("y", buckets.alias("h"))
-            .groupBy("h.cls", "h.b").agg(F.sum((F.col("y") == F.col("h.cls")).cast("int")).alias("events"),
-                                         F.count(F.lit(1)).alias("n"))
-            .collect())
-    events = [[0] * HISTOGRAM_BINS for _ in range(k)]
-    non_events = [[0] * HISTOGRAM_BINS for _ in range(k)]
+    hist = df.select("y", buckets.alias("h")).groupBy("h.cls", "h.b", "y").count().collect()
+    # counts[c][y][b]: rows of true class y whose probability of class c falls in bucket b
+    counts = [[[0] * HISTOGRAM_BINS for _ in range(k)] for _ in range(k)]
     for r in hist:
-        events[r["cls"]][r["b"]] += int(r["events"])
-        non_events[r["cls"]][r["b"]] += int(r["n"]) - int(r["events"])
+        counts[r["cls"]][r["y"]][r["b"]] += int(r["count"])
     per_class = base["per_class"]
-    aucs, kss = [], []
-    for i, name in enumerate(classes):
-        auc, ks = roc_from_histogram(events[i], non_events[i])
+    aucs, kss, roc = [], [], {}
+    for c, name in enumerate(classes):
+        events = counts[c][c]
+        non_events = [sum(counts[c][y][b] for y in range(k) if y != c) for b in range(HISTOGRAM_BINS)]
+        auc, ks = roc_from_histogram(events, non_events)
         per_class[name].update({"auc": auc, "ks": ks})
+        roc[name] = {**roc_curve(events, non_events), "auc": auc}
         aucs.append(auc)
         kss.append(ks)
     # binary: the adverse (last) class's curve; multi-class: the mean over one-vs-rest curves
     auc = aucs[-1] if k == 2 else sum(aucs) / k
     ks = kss[-1] if k == 2 else sum(kss) / k
+
+    group = HISTOGRAM_BINS // DISTRIBUTION_BINS
+    distribution = {
+        "score": f"P({classes[adverse]})",
+        "edges": [i / DISTRIBUTION_BINS for i in range(DISTRIBUTION_BINS + 1)],
+        "counts": {name: [sum(counts[adverse][y][g * group:(g + 1) * group]) for g in range(DISTRIBUTION_BINS)]
+                   for y, name in enumerate(classes)},
+    }
+    n_per_bin = [sum(counts[adverse][y][b] for y in range(k)) for b in range(HISTOGRAM_BINS)]
+    bands = equal_count_bands(n_per_bin, counts[adverse][adverse])
     return ModelMetrics(accuracy=base["accuracy"], macro_f1=base["macro_f1"], weighted_f1=base["weighted_f1"],
-                        per_class=per_class, confusion=confusion, test_rows=total, auc=auc, gini=2 * auc - 1,
-                        ks=ks, log_loss=float(losses["log_loss"]), brier=float(losses["brier"]), ece=ece)
+                        per_class=per_class, confusion=confusion, test_rows=base["test_rows"], auc=auc,
+                        gini=2 * auc - 1, ks=ks, log_loss=log_loss, brier=brier, ece=ece,
+                        uncalibrated=uncalibrated, reliability=reliability_tables, roc=roc,
+                        score_distribution=distribution, bad_rate_by_band=bands)

@@ -1,101 +1,186 @@
-"""A model registry kept as a Delta table (``model_registry``) beside the saved pipelines.
+"""Experiment tracking and the model registry, both MLflow.
 
-Each training run gets the next version number; every algorithm's fitted ``PipelineModel`` is
-saved under ``<lake>/models/v<version>/<algorithm>`` and then described by one registry row
-(metrics, data version, config). The row is written last, so a run interrupted while saving
-leaves no registry entry pointing at half-written files.
+Embedded default (``tracking.uri: null``): a SQLite tracking store and an artifact folder inside
+the lake folder (``<lake>/mlflow/``) — nothing to start, and it travels with the lake. Point
+``tracking.uri`` at a tracking server (``http://...``) or ``databricks`` (and
+``tracking.registry_uri`` at ``databricks-uc`` for Unity Catalog) to use a shared one.
+
+Every algorithm of a training run becomes a version of one registered model (default
+``credit_spark_<dataset>``) tagged with its algorithm, classes and the features Delta version.
+The alias ``champion`` (``train.promotion.alias``) marks the version the batch scorer uses; it
+moves only by the promotion rule in :mod:`credit_spark.train`.
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pyspark.ml import PipelineModel
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from credit_spark.config import Config
-from credit_spark.errors import ModelNotFoundError
-from credit_spark.tables import MODEL_REGISTRY, append, table_exists
+from credit_spark.config import ALGORITHMS, Config
+from credit_spark.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_SCHEMA = T.StructType([
-    T.StructField("model_name", T.StringType(), False),
-    T.StructField("model_version", T.IntegerType(), False),
-    T.StructField("path", T.StringType(), False),
-    T.StructField("features_version", T.LongType(), False),
-    T.StructField("train_rows", T.LongType(), False),
-    T.StructField("test_rows", T.LongType(), False),
-    T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType()), False),
-    T.StructField("per_class", T.StringType(), True),
-    T.StructField("confusion", T.StringType(), True),
-    T.StructField("classes", T.ArrayType(T.StringType()), False),
-    T.StructField("selected", T.BooleanType(), False),
-    T.StructField("config", T.StringType(), True),
-])
+TRAIN_RUN_TAG = "credit_spark.kind"
+ALGORITHM_TAG = "algorithm"
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    model_name: str
-    model_version: int
-    features_version: int
-    train_rows: int
-    test_rows: int
-    metrics: dict[str, float]
-    per_class: str
-    confusion: str
+    """A registered model version, as the scorer needs it."""
+
+    model_name: str        # the algorithm
+    model_version: int     # the MLflow registered-model version
+    registered_model: str
     classes: list[str]
-    selected: bool
-    config: str
-    path: str = ""
+    features_version: int
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.registered_model}/{self.model_version}"
 
 
-def model_path(cfg: Config, version: int, name: str) -> str:
-    return cfg.table_path(f"models/v{version}/{name}")
+def local_lake(cfg: Config) -> Path | None:
+    root = cfg.lake.root
+    if root.startswith("file:"):
+        return Path(root.removeprefix("file://").removeprefix("file:"))
+    return None if "://" in root or root.startswith("dbfs:") else Path(root)
 
 
-def next_version(spark: SparkSession, cfg: Config) -> int:
-    path = cfg.table_path(MODEL_REGISTRY)
-    if not table_exists(spark, path):
-        return 1
-    latest = spark.read.format("delta").load(path).agg(F.max("model_version")).first()[0]
-    return int(latest or 0) + 1
+def tracking_uri(cfg: Config) -> str:
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    lake = local_lake(cfg)
+    if lake is None:
+        raise ConfigError(f"tracking.uri must be set when lake.root ({cfg.lake.root}) is not a local folder "
+                          f"(e.g. databricks or http://mlflow:5000)")
+    return f"sqlite:///{lake / 'mlflow' / 'mlflow.db'}"
 
 
-def register(spark: SparkSession, cfg: Config, model: PipelineModel, record: ModelRecord) -> ModelRecord:
-    """Save the pipeline, then append its registry row (in that order: see module docstring)."""
-    path = model_path(cfg, record.model_version, record.model_name)
-    model.write().overwrite().save(path)
-    record = ModelRecord(**{**asdict(record), "path": path})
-    row = {f.name: getattr(record, f.name) for f in REGISTRY_SCHEMA.fields}
-    frame = spark.createDataFrame([row], REGISTRY_SCHEMA).withColumn("registered_at", F.current_timestamp())
-    append(frame, cfg.table_path(MODEL_REGISTRY))
-    return record
+def registered_model_name(cfg: Config) -> str:
+    return cfg.tracking.registered_model or f"credit_spark_{cfg.dataset}"
 
 
-def resolve(spark: SparkSession, cfg: Config, choice: str = "selected") -> ModelRecord:
-    """The registry row of the model to score with: the latest version's selected model, or by name."""
-    path = cfg.table_path(MODEL_REGISTRY)
-    if not table_exists(spark, path):
-        raise ModelNotFoundError(f"no model registry at {path}: run `credit-spark train` first")
-    rows = spark.read.format("delta").load(path)
-    rows = rows.where(F.col("selected")) if choice == "selected" else rows.where(F.col("model_name") == choice)
-    row = rows.orderBy(F.col("model_version").desc()).limit(1).collect()
-    if not row:
-        raise ModelNotFoundError(f"no registered model matches score.model='{choice}' in {path}: "
-                                 f"train it first (train.algorithms)")
-    data = row[0].asDict()
-    data.pop("registered_at", None)
-    return ModelRecord(**data)
+def configure(cfg: Config) -> str:
+    """Point MLflow at the configured stores and return the experiment id (created on first use)."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(cfg.tracking.registry_uri or uri)
+    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None
+    if not cfg.tracking.uri:    # embedded default: artifacts beside the database, in the lake
+        artifacts = (local_lake(cfg) / "mlflow" / "artifacts").resolve().as_uri()
+    return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
 
 
-def load_model(record: ModelRecord) -> PipelineModel:
-    """Load a registered pipeline; a missing or unreadable one fails naming its path."""
+def client():
+    import mlflow
+    return mlflow.MlflowClient()
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested settings as MLflow params: {"train.tuning.method": "none", ...}."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, dict)) else value}
+
+
+def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dict[str, str]) -> int:
+    """Log a fitted pipeline to the active run and register it; returns the new version."""
+    import mlflow
+    import mlflow.spark
+
+    name = registered_model_name(cfg)
+    info = mlflow.spark.log_model(model, algorithm, registered_model_name=name,
+                                  dfs_tmpdir=dfs_tmpdir(cfg), await_registration_for=60)
+    version = int(info.registered_model_version)
+    c = client()
+    for key, value in {**tags, ALGORITHM_TAG: algorithm}.items():
+        c.set_model_version_tag(name, str(version), key, value)
+    return version
+
+
+def dfs_tmpdir(cfg: Config) -> str | None:
+    """Where MLflow stages a Spark model on the cluster filesystem: next to the lake when local."""
+    lake = local_lake(cfg)
+    return str(lake / "mlflow" / "tmp") if lake is not None else None
+
+
+def champion_version(cfg: Config) -> int | None:
+    """The version holding the promotion alias, or None before the first promotion."""
+    from mlflow.exceptions import MlflowException
+
     try:
-        return PipelineModel.load(record.path)
-    except Exception as exc:  # Py4J / IO errors vary by filesystem; the message is what matters
-        raise ModelNotFoundError(f"cannot load model {record.model_name} v{record.model_version} "
-                                 f"from {record.path}: {str(exc).splitlines()[0]}") from exc
+        return int(client().get_model_version_by_alias(registered_model_name(cfg), cfg.train.promotion.alias).version)
+    except MlflowException:
+        return None
+
+
+def set_champion(cfg: Config, version: int) -> None:
+    client().set_registered_model_alias(registered_model_name(cfg), cfg.train.promotion.alias, str(version))
+
+
+def record(cfg: Config, version: int) -> ModelRecord:
+    mv = client().get_model_version(registered_model_name(cfg), str(version))
+    tags = mv.tags or {}
+    return ModelRecord(model_name=tags.get(ALGORITHM_TAG, "unknown"), model_version=int(mv.version),
+                       registered_model=registered_model_name(cfg), classes=json.loads(tags.get("classes", "[]")),
+                       features_version=int(tags.get("features_version", -1)), run_id=mv.run_id or "")
+
+
+def resolve(cfg: Config, choice: str = "champion") -> ModelRecord:
+    """The model version to score with: the alias holder, or an algorithm's latest version."""
+    from mlflow.exceptions import MlflowException
+
+    configure(cfg)
+    name = registered_model_name(cfg)
+    hint = "run `credit-spark train` first"
+    try:
+        if choice == "champion":
+            version = champion_version(cfg)
+            if version is None:
+                raise ModelNotFoundError(f"registered model '{name}' has no '{cfg.train.promotion.alias}' "
+                                         f"alias in {tracking_uri(cfg)}: {hint}")
+            return record(cfg, version)
+        if choice not in ALGORITHMS:
+            raise ModelNotFoundError(f"score.model '{choice}' is neither 'champion' nor an algorithm")
+        versions = client().search_model_versions(f"name = '{name}' and tag.{ALGORITHM_TAG} = '{choice}'")
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"cannot read registered model '{name}' from {tracking_uri(cfg)}: "
+                                 f"{str(exc).splitlines()[0]}; {hint}") from exc
+    if not versions:
+        raise ModelNotFoundError(f"no version of '{name}' was trained with {choice} "
+                                 f"(score.model='{choice}'): add it to train.algorithms and {hint}")
+    return record(cfg, max(int(v.version) for v in versions))
+
+
+def load_model(cfg: Config, model: ModelRecord) -> PipelineModel:
+    """Load a registered pipeline; a missing or unreadable one fails naming it."""
+    import mlflow.spark
+
+    try:
+        return mlflow.spark.load_model(model.uri, dfs_tmpdir=dfs_tmpdir(cfg))
+    except Exception as exc:  # MLflow / Py4J / IO errors vary by store; the message is what matters
+        raise ModelNotFoundError(f"cannot load model {model.model_name} ({model.uri}) from "
+                                 f"{tracking_uri(cfg)}: {str(exc).splitlines()[0]}") from exc
+
+
+def download_artifacts(run_id: str, path: str, dst: str | os.PathLike[str]) -> Path:
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst)))

@@ -24,11 +24,33 @@ Multi-class labels (Good / Standard / Poor): one scorecard per class, one-vs-res
 class probabilities normalised to sum to one; the **points** are those of the worst class's
 card (``adverse class vs rest``: e.g. "Poor vs not Poor"), so higher points = safer, as usual.
 Binary labels have a single card for the adverse (last) class.
+
+Binning (param ``binning``):
+
+* ``"quantile"`` (default): up to ``numBins`` bins per numeric feature, cut at approximate
+  quantiles; a value ``v`` is in bin ``i`` when ``edges[i-1] <= v < edges[i]``; null/NaN is the
+  ``"missing"`` bin.
+* ``"monotonic"``: the same quantile count table, then ``monotonic_merge`` pools adjacent
+  non-missing bins on the driver (pool-adjacent-violators on the counts; no extra pass over the
+  data) until the adverse class's (label ``numClasses - 1``) event rate is monotonic across the
+  bins. The direction is the sign of the count-weighted covariance between bin index and the
+  adverse event rate (ties: increasing). Bins are pooled while the raw rate or the rate smoothed
+  as the WOE is, ``(adverse + 0.5) / (n + 1)``, breaks that direction, so the adverse card's WOE
+  is exactly monotonic too (the other one-vs-rest cards need not be); empty bins carry no
+  evidence and are absorbed into a neighbour first. A merge drops the interior edges, the
+  merged bins are renumbered ``"0".."m"``, and every card (all one-vs-rest cards) uses these
+  edges. ``"missing"`` is never merged; categorical features (unordered) are left as they are.
+
+Weights (param ``weightCol``): when set, the logistic regressions on WOE are weighted by that
+column. The WOE/IV count table stays unweighted on purpose: class weights scale each class's
+counts uniformly, which leaves every WOE unchanged apart from the 0.5 smoothing (a constant
+shift otherwise), and the exact counts keep the WOE tables checkable by hand.
 """
 from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
@@ -36,13 +58,14 @@ from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilityCol
+from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilityCol, HasWeightCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 MISSING = "missing"
 SMOOTHING = 0.5
+BINNINGS = ("quantile", "monotonic")
 
 
 def _list_param(name: str, doc: str) -> Param:
@@ -64,12 +87,15 @@ class _ScorecardParams(HasLabelCol, HasProbabilityCol, HasPredictionCol):
     regParam = Param(Params._dummy(), "regParam", "L2 regularisation of the logistic regressions",
                      typeConverter=TypeConverters.toFloat)
     scoreCol = Param(Params._dummy(), "scoreCol", "output column of the points score", typeConverter=TypeConverters.toString)
+    binning = Param(Params._dummy(), "binning",
+                    "numeric binning: 'quantile' or 'monotonic' (quantile bins merged until the adverse "
+                    "event rate is monotonic)", typeConverter=TypeConverters.toString)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(numericCols=[], categoricalCols=[], numClasses=2, numBins=10, minIV=0.02, pdo=20.0,
                          baseScore=600.0, baseOdds=50.0, regParam=0.0, scoreCol="score_points",
-                         labelCol="label", probabilityCol="probability", predictionCol="prediction")
+                         binning="quantile", labelCol="label", probabilityCol="probability", predictionCol="prediction")
 
     def _validate(self) -> None:
         if not self.getOrDefault("numericCols") and not self.getOrDefault("categoricalCols"):
@@ -80,6 +106,9 @@ class _ScorecardParams(HasLabelCol, HasProbabilityCol, HasPredictionCol):
             raise ValueError(f"numBins must be at least 2, got {self.getOrDefault('numBins')}")
         if self.getOrDefault("pdo") <= 0 or self.getOrDefault("baseOdds") <= 0:
             raise ValueError("pdo and baseOdds must be positive")
+        if self.getOrDefault("binning") not in BINNINGS:
+            raise ValueError(f"binning must be one of {', '.join(map(repr, BINNINGS))}, "
+                             f"got {self.getOrDefault('binning')!r}")
 
     def modelled_classes(self) -> list[int]:
         """One card per class (one-vs-rest), or a single card for the adverse class when binary."""
@@ -127,7 +156,62 @@ def woe_iv(counts: dict[str, tuple[int, int]]) -> tuple[dict[str, float], float]
     return woe, iv
 
 
-class Scorecard(Estimator, _ScorecardParams, DefaultParamsReadable, DefaultParamsWritable):
+def monotonic_merge(edges: list[float], counts_by_bin: dict[str, dict[int, int]],
+                    adverse: int) -> tuple[list[float], dict[str, dict[int, int]]]:
+    """Pool adjacent numeric bins until the adverse class's event rate is monotonic.
+
+    ``edges`` are a numeric feature's cut points (bins "0".."len(edges)", as ``bin_key``);
+    ``counts_by_bin`` is {bin: {class: count}} (absent bins are empty, "missing" is optional);
+    ``adverse`` is the class whose rate must be monotonic. Returns the kept edges and the merged
+    counts keyed "0".."m" (plus "missing", copied unchanged). Pure and exact (integer/Fraction
+    arithmetic): empty bins are first absorbed into the next non-empty bin (the last ones into the
+    previous), the direction is the sign of the count-weighted covariance between bin index and
+    the raw adverse rate (0 -> increasing), then pool-adjacent-violators: adjacent blocks are
+    pooled while either the raw rate ``adverse / n`` or the rate smoothed as the WOE,
+    ``(adverse + 0.5) / (n + 1)``, breaks the direction (ties are not violations), so both end
+    monotonic and with them the adverse card's WOE.
+    """
+    # blocks: [last original bin index, {class: count}]; a block reaches up to edges[last], so
+    # skipping an empty bin hands its range to the next block (trailing ones to the last block)
+    blocks = [[i, dict(ys)] for i in range(len(edges) + 1)
+              if sum((ys := counts_by_bin.get(str(i), {})).values()) > 0]
+
+    def totals(ys: dict[int, int]) -> tuple[int, int]:
+        return sum(ys.values()), ys.get(adverse, 0)
+
+    big_n = sum(totals(ys)[0] for _, ys in blocks)
+    big_a = sum(totals(ys)[1] for _, ys in blocks)
+    idx_n = sum(j * totals(ys)[0] for j, (_, ys) in enumerate(blocks))
+    idx_a = sum(j * totals(ys)[1] for j, (_, ys) in enumerate(blocks))
+    increasing = big_n * idx_a - idx_n * big_a >= 0
+
+    def rates(ys: dict[int, int]) -> tuple[Fraction, Fraction]:
+        n, a = totals(ys)
+        return Fraction(a, n), Fraction(2 * a + 1, 2 * n + 2)  # raw, smoothed as the WOE
+
+    def ordered(before: Fraction, after: Fraction) -> bool:
+        return before <= after if increasing else before >= after
+
+    stack: list[list] = []
+    for last, ys in blocks:
+        stack.append([last, ys])
+        while len(stack) >= 2:
+            if all(map(ordered, rates(stack[-2][1]), rates(stack[-1][1]))):
+                break
+            last_top, ys_top = stack.pop()
+            merged = dict(stack[-1][1])
+            for y, n in ys_top.items():
+                merged[y] = merged.get(y, 0) + n
+            stack[-1] = [last_top, merged]
+
+    new_edges = [edges[last] for last, _ in stack[:-1]]
+    merged_counts = {str(j): ys for j, (_, ys) in enumerate(stack)}
+    if MISSING in counts_by_bin:
+        merged_counts[MISSING] = dict(counts_by_bin[MISSING])
+    return new_edges, merged_counts
+
+
+class Scorecard(Estimator, _ScorecardParams, HasWeightCol, DefaultParamsReadable, DefaultParamsWritable):
     """Binning + WOE + logistic regression + points, fitted on a DataFrame with a 0-based label."""
 
     @keyword_only
@@ -135,14 +219,20 @@ class Scorecard(Estimator, _ScorecardParams, DefaultParamsReadable, DefaultParam
                  labelCol: str = "label", numClasses: int = 2, numBins: int = 10, minIV: float = 0.02,
                  pdo: float = 20.0, baseScore: float = 600.0, baseOdds: float = 50.0, regParam: float = 0.0,
                  probabilityCol: str = "probability", predictionCol: str = "prediction",
-                 scoreCol: str = "score_points"):
+                 scoreCol: str = "score_points", binning: str = "quantile", weightCol: str | None = None):
         super().__init__()
-        self._set(**self._input_kwargs)
+        self._set(**{key: value for key, value in self._input_kwargs.items() if value is not None})
+
+    def _weight_col(self) -> str | None:
+        return (self.getOrDefault(self.weightCol) or None) if self.isDefined(self.weightCol) else None
 
     def _fit(self, dataset: DataFrame) -> "ScorecardModel":
         if not isinstance(dataset, DataFrame):
             raise TypeError(f"dataset must be a DataFrame but got {type(dataset).__name__}")
         self._validate()
+        weight = self._weight_col()
+        if weight is not None and weight not in dataset.columns:
+            raise ValueError(f"weightCol {weight!r} is not a column of the dataset")
         numeric, categorical = self.getOrDefault("numericCols"), self.getOrDefault("categoricalCols")
         label = self.getOrDefault("labelCol")
         k = self.getOrDefault("numBins")
@@ -160,6 +250,10 @@ class Scorecard(Estimator, _ScorecardParams, DefaultParamsReadable, DefaultParam
         table: dict[str, dict[str, dict[int, int]]] = {}
         for r in rows:
             table.setdefault(r["feature"], {}).setdefault(r["bin"], {})[r["y"]] = int(r["count"])
+        if self.getOrDefault("binning") == "monotonic":
+            adverse = self.getOrDefault("numClasses") - 1
+            for f in numeric:
+                edges[f], table[f] = monotonic_merge(edges[f], table.get(f, {}), adverse)
 
         cards = {}
         for cls in self.modelled_classes():
@@ -169,12 +263,14 @@ class Scorecard(Estimator, _ScorecardParams, DefaultParamsReadable, DefaultParam
                 counts = {b: (sum(n for y, n in ys.items() if y != cls), ys.get(cls, 0)) for b, ys in bins.items()}
                 woe[f], iv[f] = woe_iv(counts) if counts else ({}, 0.0)
             kept = [f for f in features if iv[f] >= self.getOrDefault("minIV")] or [max(features, key=iv.get)]
-            encoded = dataset.select((F.col(label).cast("int") == cls).cast("double").alias("event"),
+            weights = [F.col(weight).cast("double").alias("weight")] if weight is not None else []
+            encoded = dataset.select((F.col(label).cast("int") == cls).cast("double").alias("event"), *weights,
                                      *[woe_column(f, edges[f], woe[f]).alias(f"woe_{i}") for i, f in enumerate(kept)])
             assembled = VectorAssembler(inputCols=[f"woe_{i}" for i in range(len(kept))],
                                         outputCol="woe").transform(encoded)
             lr = LogisticRegression(featuresCol="woe", labelCol="event", family="binomial",
-                                    regParam=self.getOrDefault("regParam"), maxIter=100).fit(assembled)
+                                    regParam=self.getOrDefault("regParam"), maxIter=100,
+                                    **({"weightCol": "weight"} if weight is not None else {})).fit(assembled)
             cards[str(cls)] = {"features": kept, "woe": {f: woe[f] for f in kept}, "iv": iv,
                                "coefficients": [float(c) for c in lr.coefficients], "intercept": float(lr.intercept)}
         model = ScorecardModel(state=json.dumps({"edges": edges, "cards": cards}))

@@ -62,8 +62,8 @@ def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date,
 
 def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreResult:
     """Score the run date's records and replace that date's partition of ``scores``."""
-    record = registry.resolve(spark, cfg, cfg.score.model)      # fail before reading or writing
-    model = registry.load_model(record)
+    record = registry.resolve(cfg, cfg.score.model)      # fail before reading or writing
+    model = registry.load_model(cfg, record)
     records, features_version = read_snapshot(spark, cfg, FEATURES)
     period = period_for_run_date(cfg.spec.period, run_date)
     if period is not None:

@@ -16,7 +16,6 @@ RAW_RECORDS = "raw_records"
 QUARANTINE = "quarantine"
 FEATURES = "features"
 SCORES = "scores"
-MODEL_REGISTRY = "model_registry"
 DATA_QUALITY = "data_quality"
 SCORECARD = "scorecard"
 
@@ -26,7 +25,6 @@ TABLES = {
     QUARANTINE: "ingest",
     FEATURES: "features",
     DATA_QUALITY: "features",
-    MODEL_REGISTRY: "train",
     SCORECARD: "train",
     SCORES: "score",
 }

@@ -1,54 +1,84 @@
-"""Train MLlib models on ``features``: customer-grouped split, one Pipeline per algorithm, metrics.
+"""Train, tune, calibrate and compare every configured model; log to MLflow; promote by rule.
 
-All fitted state (imputation medians, category indexes, scaling) lives in the saved
-``PipelineModel``, so the scorer applies exactly what training learned.
+One training run:
+
+1. reads the ``features`` table at its current Delta version and splits the labelled rows into
+   train / validation / test without splitting a customer (:mod:`credit_spark.splits`);
+2. per algorithm, searches the configured grid (:mod:`credit_spark.tuning`) with balanced class
+   weights, then fits a probability calibrator on the validation split and appends it to the
+   fitted ``PipelineModel`` (one saved model serves scoring);
+3. evaluates every model on the test split (:mod:`credit_spark.metrics`) and compares each with
+   the scorecard baseline by a paired bootstrap (:mod:`credit_spark.comparison`);
+4. picks the run's best model on the *validation* split (the test split stays a fair judge), and
+   promotes it to champion only if it beats the current champion on the primary metric by
+   ``train.promotion.margin`` on this run's test split — the decision is logged;
+5. logs params, metrics, models (registered) and the report to MLflow, writes the report folder
+   and appends the scorecard to the ``scorecard`` Delta table.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
-from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from credit_spark.config import Config, DatasetSpec, TrainSettings
 from credit_spark import registry
+from credit_spark.calibration import ProbabilityCalibrator
+from credit_spark.comparison import Difference, compare_with_baseline
+from credit_spark.config import Config
 from credit_spark.errors import NoRecordsError
+from credit_spark.features import LABEL, RECORD_ID, Transform
 from credit_spark.metrics import ModelMetrics
 from credit_spark.metrics import evaluate as metrics_evaluate
-from credit_spark.scorecard import Scorecard, ScorecardModel
-from credit_spark.stages import MedianImputer
-from credit_spark.features import CUSTOMER_ID, LABEL, Transform, categorical_features, numeric_features
+from credit_spark.models import (LABEL_INDEX, balanced_weights, build_pipeline, fitted_classifier, importance,
+                                 with_class_weights)
+from credit_spark.report import load_results, verdict, write_report
+from credit_spark.scorecard import ScorecardModel
+from credit_spark.splits import make_splits
 from credit_spark.tables import FEATURES, SCORECARD, append, read_snapshot
+from credit_spark.tuning import MetricEvaluator, TuningResult, fit_tuned
 
 logger = logging.getLogger(__name__)
 
-LABEL_INDEX = "label_index"
-SPLIT_BUCKETS = 10_000
+BASELINE = "scorecard"
+RAW_PROBABILITY = "uncalibrated_probability"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    decision: str                 # "promoted" | "kept"
+    challenger: str
+    champion_before: str | None
+    reason: str
+    challenger_value: float
+    champion_value: float | None
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    version: int
+    run_id: str
     features_version: int
     train_rows: int
+    validation_rows: int
     test_rows: int
-    metrics: dict[str, ModelMetrics] = field(default_factory=dict)
-    selected: str = ""
+    metrics: dict[str, ModelMetrics]
+    validation_metrics: dict[str, float]
+    selected: str
+    versions: dict[str, int]
+    promotion: Promotion
+    comparison: list[Difference] = field(default_factory=list)
+    report_dir: str = ""
 
 
 # --------------------------------------------------------------------------- transforms
-def is_test_customer(customer_id: Column, test_fraction: float, seed: int) -> Column:
-    """A seeded hash of the customer id: every record of a customer falls on the same side."""
-    bucket = F.pmod(F.xxhash64(customer_id, F.lit(seed)), F.lit(SPLIT_BUCKETS))
-    return bucket < int(round(test_fraction * SPLIT_BUCKETS))
-
-
 def with_label_index(classes: list[str]) -> Transform:
     """Label text -> 0-based index in the spec's class order (so probability i is class i)."""
     def transform(df: DataFrame) -> DataFrame:
@@ -57,59 +87,87 @@ def with_label_index(classes: list[str]) -> Transform:
     return transform
 
 
-def split_by_customer(df: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
-    test = is_test_customer(F.col(CUSTOMER_ID), test_fraction, seed)
-    return df.where(~test), df.where(test)
+def evaluate(predictions: DataFrame, classes: list[str], calibrated: bool = False) -> ModelMetrics:
+    """All metrics of a fitted pipeline's predictions (see credit_spark.metrics)."""
+    return metrics_evaluate(predictions, classes, label_col=LABEL_INDEX,
+                            raw_probability_col=RAW_PROBABILITY if calibrated else None)
 
 
-# --------------------------------------------------------------------------- pipeline
-def preprocessing_stages(spec: DatasetSpec) -> list:
-    """Imputation, indexing/encoding, assembling and scaling: the shared front of every model."""
-    numeric, categorical = numeric_features(spec), categorical_features(spec)
-    imputed = [f"{c}__imputed" for c in numeric]
-    indexed = [f"{c}__index" for c in categorical]
-    encoded = [f"{c}__onehot" for c in categorical]
-    stages = [MedianImputer(inputCols=numeric, outputCols=imputed)]
-    if categorical:
-        stages += [StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep",
-                                 stringOrderType="frequencyDesc"),
-                   OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep")]
-    stages += [VectorAssembler(inputCols=imputed + encoded, outputCol="features_raw", handleInvalid="keep"),
-               StandardScaler(inputCol="features_raw", outputCol="features", withMean=False, withStd=True)]
-    return stages
+# --------------------------------------------------------------------------- promotion
+def decide_promotion(challenger: str, challenger_value: float, champion: str | None,
+                     champion_value: float | None, metric: str, margin: float) -> Promotion:
+    """Promote iff there is no usable champion or the challenger wins by at least ``margin``."""
+    if champion is None:
+        return Promotion("promoted", challenger, None, "no champion yet", challenger_value, None)
+    if champion_value is None or math.isnan(champion_value):
+        return Promotion("promoted", challenger, champion,
+                         f"champion {champion} cannot be evaluated on this run's test set",
+                         challenger_value, champion_value)
+    gain = challenger_value - champion_value
+    if gain >= margin:
+        return Promotion("promoted", challenger, champion,
+                         f"{metric} {challenger_value:.4f} vs champion {champion_value:.4f}: "
+                         f"{gain:+.4f} >= margin {margin}", challenger_value, champion_value)
+    return Promotion("kept", challenger, champion,
+                     f"{metric} {challenger_value:.4f} vs champion {champion_value:.4f}: "
+                     f"{gain:+.4f} < margin {margin}", challenger_value, champion_value)
 
 
-def classifier(name: str, settings: TrainSettings):
-    if name == "logistic_regression":
-        s = settings.logistic_regression
-        return LogisticRegression(featuresCol="features", labelCol=LABEL_INDEX, family="multinomial",
-                                  maxIter=s.max_iter, regParam=s.reg_param, elasticNetParam=s.elastic_net_param)
-    if name == "random_forest":
-        s = settings.random_forest
-        return RandomForestClassifier(featuresCol="features", labelCol=LABEL_INDEX, numTrees=s.num_trees,
-                                      maxDepth=s.max_depth, seed=s.seed)
-    raise ValueError(f"unknown algorithm {name!r}")  # config validation stops this earlier
+def evaluate_champion(cfg: Config, test: DataFrame) -> tuple[str | None, float | None]:
+    """The current champion ("algorithm vN") and its primary metric on this run's test split."""
+    version = registry.champion_version(cfg)
+    if version is None:
+        return None, None
+    record = registry.record(cfg, version)
+    label = f"{record.model_name} v{version}"
+    try:
+        model = registry.load_model(cfg, record)
+        metrics = evaluate(model.transform(test), cfg.spec.label.classes)
+    except Exception as exc:  # a champion trained on other features may not apply: say so, then replace it
+        logger.warning("champion %s cannot score this run's test set: %s", label, str(exc).splitlines()[0])
+        return label, None
+    return label, float(getattr(metrics, cfg.train.primary_metric))
 
 
-def scorecard_estimator(spec: DatasetSpec, settings: TrainSettings) -> Scorecard:
-    """The scorecard bins raw features itself (a missing value is a bin of its own), so it needs
-    no imputation, encoding or scaling in front of it."""
-    s = settings.scorecard
-    return Scorecard(numericCols=numeric_features(spec), categoricalCols=categorical_features(spec),
-                     labelCol=LABEL_INDEX, numClasses=len(spec.label.classes), numBins=s.num_bins,
-                     minIV=s.min_iv, pdo=s.pdo, baseScore=s.base_score, baseOdds=s.base_odds, regParam=s.reg_param)
+# --------------------------------------------------------------------------- report
+def report_root(cfg: Config) -> Path:
+    lake = registry.local_lake(cfg)
+    return (lake / "reports") if lake is not None else Path("reports")
 
 
-def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings) -> Pipeline:
-    if algorithm == "scorecard":
-        return Pipeline(stages=[scorecard_estimator(spec, settings)])
-    return Pipeline(stages=[*preprocessing_stages(spec), classifier(algorithm, settings)])
+def _json_metrics(metrics: ModelMetrics) -> dict:
+    return {"metrics": metrics.headline(), "metrics_uncalibrated": metrics.uncalibrated,
+            "per_class": metrics.per_class, "confusion": metrics.confusion, "roc": metrics.roc,
+            "reliability": metrics.reliability, "score_distribution": metrics.score_distribution,
+            "bad_rate_by_band": metrics.bad_rate_by_band}
 
 
-# --------------------------------------------------------------------------- metrics
-def evaluate(predictions: DataFrame, classes: list[str]) -> ModelMetrics:
-    """All test-set metrics of a fitted pipeline's predictions (see credit_spark.metrics)."""
-    return metrics_evaluate(predictions, classes, label_col=LABEL_INDEX)
+def report_results(cfg: Config, *, run_id: str, run_number: int, features_version: int, rows: dict[str, int],
+                   split_description: str, metrics: dict[str, ModelMetrics], tuning: dict[str, TuningResult],
+                   importances: dict[str, dict], comparison: list[Difference], selected: str,
+                   promotion: Promotion, scorecard: ScorecardModel | None, versions: dict[str, int]) -> dict:
+    classes = cfg.spec.label.classes
+    models = {}
+    for name, m in metrics.items():
+        models[name] = {**_json_metrics(m), "importance": importances.get(name), "tuning": tuning[name].as_dict(),
+                        "registered_version": versions.get(name)}
+    return {
+        "title": f"credit_spark training report — {cfg.dataset}, run {run_number}",
+        "run": {"version": run_number, "mlflow_run_id": run_id,
+                "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "dataset": cfg.dataset, "classes": classes, "adverse_class": classes[-1],
+                "binary": len(classes) == 2, "features_version": features_version,
+                "split": {"mode": cfg.train.split, **rows, "description": split_description},
+                "primary_metric": cfg.train.primary_metric, "calibration": cfg.train.calibration.method,
+                "baseline": BASELINE, "config": cfg.as_dict()},
+        "models": models,
+        "comparison": [d.__dict__ for d in comparison],
+        "selected": selected,
+        "promotion": {"decision": promotion.decision, "challenger": promotion.challenger,
+                      "champion_before": promotion.champion_before, "reason": promotion.reason},
+        "iv_table": scorecard.iv_table() if scorecard else [],
+        "scorecard_table": scorecard.scorecard_table() if scorecard else [],
+    }
 
 
 def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, version: int) -> None:
@@ -121,49 +179,156 @@ def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, ve
     append(frame, cfg.table_path(SCORECARD))
 
 
-# --------------------------------------------------------------------------- job
-def train(spark: SparkSession, cfg: Config) -> TrainResult:
-    """Fit every configured algorithm, evaluate on held-out customers, register the models."""
-    spec, settings = cfg.spec, cfg.train
-    features, features_version = read_snapshot(spark, cfg, FEATURES)
-    labelled = (features.where(F.col(LABEL).isNotNull())
-                .transform(with_label_index(spec.label.classes)))
-    train_df, test_df = split_by_customer(labelled, settings.test_fraction, settings.seed)
-    train_df = train_df.persist(StorageLevel.MEMORY_AND_DISK)   # every algorithm scans it
-    test_df = test_df.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        train_counts = {int(r[0]): int(r[1]) for r in train_df.groupBy(LABEL_INDEX).count().collect()}
-        train_rows, test_rows = sum(train_counts.values()), test_df.count()
-        if train_rows == 0:
-            raise NoRecordsError(f"features v{features_version} has no labelled rows to train on")
-        absent = [c for i, c in enumerate(spec.label.classes) if i not in train_counts]
-        if absent:   # a model cannot learn (or output a probability for) a class it never saw
-            raise NoRecordsError(f"the training split of features v{features_version} has no record of "
-                                 f"class(es) {absent}: add labelled data or lower train.test_fraction")
-        logger.info("training on %d rows, testing on %d rows (customer-grouped split, seed %d)",
-                    train_rows, test_rows, settings.seed)
-        version = registry.next_version(spark, cfg)
-        fitted: dict[str, PipelineModel] = {}
-        metrics: dict[str, ModelMetrics] = {}
-        for algorithm in settings.algorithms:
-            model = build_pipeline(spec, algorithm, settings).fit(train_df)
-            metrics[algorithm] = evaluate(model.transform(test_df), spec.label.classes)
-            fitted[algorithm] = model
-            logger.info("%s: %s", algorithm, {k: round(v, 4) for k, v in metrics[algorithm].headline().items()})
-    finally:
-        train_df.unpersist()
-        test_df.unpersist()
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
-    selected = max(metrics, key=lambda a: getattr(metrics[a], settings.primary_metric))
-    for algorithm, model in fitted.items():
-        registry.register(spark, cfg, model, registry.ModelRecord(
-            model_name=algorithm, model_version=version, features_version=features_version,
-            train_rows=train_rows, test_rows=test_rows, metrics=metrics[algorithm].headline(),
-            per_class=json.dumps(metrics[algorithm].per_class), confusion=json.dumps(metrics[algorithm].confusion),
-            classes=spec.label.classes, selected=algorithm == selected,
-            config=json.dumps(cfg.as_dict(), default=str)))
-    if "scorecard" in fitted:
-        export_scorecard(spark, cfg, fitted["scorecard"].stages[-1], version)
-    logger.info("registered model version %d; selected %s by %s", version, selected, settings.primary_metric)
-    return TrainResult(version=version, features_version=features_version, train_rows=train_rows,
-                       test_rows=test_rows, metrics=metrics, selected=selected)
+
+# --------------------------------------------------------------------------- job
+def class_counts(df: DataFrame) -> dict[int, int]:
+    return {int(r[0]): int(r[1]) for r in df.groupBy(LABEL_INDEX).count().collect()}
+
+
+def train(spark: SparkSession, cfg: Config) -> TrainResult:
+    """Fit, tune, calibrate and evaluate every configured algorithm; log, register and promote."""
+    import mlflow
+
+    spec, settings = cfg.spec, cfg.train
+    classes = spec.label.classes
+    experiment_id = registry.configure(cfg)        # a wrong tracking config fails before any work
+    features, features_version = read_snapshot(spark, cfg, FEATURES)
+    labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))
+    splits = make_splits(labelled, settings)
+    train_counts = class_counts(splits.train)
+    if not train_counts:
+        raise NoRecordsError(f"features v{features_version} has no labelled rows to train on")
+    absent = [c for i, c in enumerate(classes) if i not in train_counts]
+    if absent:   # a model cannot learn (or output a probability for) a class it never saw
+        raise NoRecordsError(f"the training split of features v{features_version} has no record of class(es) "
+                             f"{absent}: add labelled data or lower train.test_fraction")
+    weights = (balanced_weights(train_counts, len(classes)) if settings.class_weight == "balanced" else {})
+    persisted = [splits.train.transform(with_class_weights(weights)).persist(StorageLevel.MEMORY_AND_DISK),
+                 splits.validation.persist(StorageLevel.MEMORY_AND_DISK),
+                 splits.test.persist(StorageLevel.MEMORY_AND_DISK)]
+    train_df, validation_df, test_df = persisted
+    predictions: dict[str, DataFrame] = {}
+    try:
+        rows = {"train_rows": sum(train_counts.values()), "validation_rows": validation_df.count(),
+                "test_rows": test_df.count()}
+        for name, key in (("validation", "validation_fraction"), ("test", "test_fraction")):
+            if rows[f"{name}_rows"] == 0:
+                raise NoRecordsError(f"the {name} split of features v{features_version} is empty: "
+                                     f"raise train.{key} or add customers")
+        logger.info("split %s: %s", splits.description, rows)
+        evaluator = MetricEvaluator(metricName=settings.primary_metric, classes=classes, labelCol=LABEL_INDEX)
+        calibrated = settings.calibration.method != "none"
+        fitted: dict[str, PipelineModel] = {}
+        tuning: dict[str, TuningResult] = {}
+        metrics: dict[str, ModelMetrics] = {}
+        validation_metric: dict[str, float] = {}
+        for algorithm in settings.algorithms:
+            tuned = fit_tuned(build_pipeline(spec, algorithm, settings), algorithm, settings, train_df,
+                              validation_df, evaluator)
+            model = tuned.model
+            if calibrated:
+                calibrator = ProbabilityCalibrator(method=settings.calibration.method, labelCol=LABEL_INDEX,
+                                                   numClasses=len(classes)).fit(model.transform(validation_df))
+                model = PipelineModel(stages=[*model.stages, calibrator])
+            fitted[algorithm], tuning[algorithm] = model, tuned
+            validation_metric[algorithm] = evaluator.evaluate(model.transform(validation_df))
+            keep = [RECORD_ID, LABEL_INDEX, "prediction", "probability", *([RAW_PROBABILITY] if calibrated else [])]
+            predictions[algorithm] = (model.transform(test_df).select(*keep)
+                                      .persist(StorageLevel.MEMORY_AND_DISK))
+            metrics[algorithm] = evaluate(predictions[algorithm], classes, calibrated)
+            logger.info("%s: validation %s %.4f; test %s", algorithm, settings.primary_metric,
+                        validation_metric[algorithm], {k: round(v, 4) for k, v in metrics[algorithm].headline().items()})
+
+        comparison: list[Difference] = []
+        if BASELINE in fitted:
+            adverse = classes[-1]
+            for name in fitted:
+                if name == BASELINE:
+                    continue
+                comparison += compare_with_baseline(
+                    name, predictions[name], BASELINE, predictions[BASELINE], metrics[name].headline(),
+                    metrics[BASELINE].headline(),
+                    (metrics[name].per_class[adverse]["auc"], metrics[BASELINE].per_class[adverse]["auc"]),
+                    classes, RECORD_ID, LABEL_INDEX, settings.comparison.bootstrap_samples,
+                    settings.comparison.confidence, settings.comparison.seed)
+        importances = {name: importance(model, test_df.limit(0)) for name, model in fitted.items()}
+        selected = max(validation_metric, key=validation_metric.get)
+        champion, champion_value = evaluate_champion(cfg, test_df)
+        promotion = decide_promotion(selected, float(getattr(metrics[selected], settings.primary_metric)),
+                                     champion, champion_value, settings.primary_metric, settings.promotion.margin)
+    finally:
+        for df in [*persisted, *predictions.values()]:
+            df.unpersist()
+
+    previous = mlflow.search_runs([experiment_id], filter_string=f"tags.`{registry.TRAIN_RUN_TAG}` = 'train'",
+                                  output_format="list")
+    run_number = len(previous) + 1
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{run_number}",
+                          tags={registry.TRAIN_RUN_TAG: "train", "dataset": cfg.dataset}) as run:
+        run_id = run.info.run_id
+        params = {"dataset": cfg.dataset, "features_version": features_version, "split.description":
+                  splits.description, **rows, **registry.flatten("train", cfg.as_dict()["train"])}
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        for name, m in metrics.items():
+            mlflow.log_metrics(_finite({f"{name}.test.{k}": v for k, v in m.headline().items()}))
+            mlflow.log_metrics(_finite({f"{name}.test.uncalibrated_{k}": v for k, v in m.uncalibrated.items()}))
+            mlflow.log_metric(f"{name}.validation.{settings.primary_metric}", validation_metric[name])
+            if tuning[name].best_params:
+                mlflow.log_params({f"{name}.best.{k}": v for k, v in tuning[name].best_params.items()})
+        for d in comparison:
+            mlflow.log_metrics(_finite({f"{d.model}.vs_{d.baseline}.{d.metric}.diff": d.difference,
+                                        f"{d.model}.vs_{d.baseline}.{d.metric}.ci_low": d.ci_low,
+                                        f"{d.model}.vs_{d.baseline}.{d.metric}.ci_high": d.ci_high}))
+        versions = {}
+        for name, model in fitted.items():
+            versions[name] = registry.log_spark_model(model, name, cfg, tags={
+                "classes": json.dumps(classes), "features_version": str(features_version), "training_run": run_id,
+                f"test_{settings.primary_metric}": f"{getattr(metrics[name], settings.primary_metric):.6f}"})
+        if promotion.decision == "promoted":
+            registry.set_champion(cfg, versions[selected])
+        mlflow.set_tags({"selected": selected, "promotion.decision": promotion.decision,
+                         "promotion.reason": promotion.reason[:5000],
+                         "champion_version": str(registry.champion_version(cfg))})
+        logger.info("promotion: %s %s (%s)", selected, promotion.decision, promotion.reason)
+
+        scorecard = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
+        results = report_results(cfg, run_id=run_id, run_number=run_number, features_version=features_version,
+                                 rows=rows, split_description=splits.description, metrics=metrics, tuning=tuning,
+                                 importances=importances, comparison=comparison, selected=selected,
+                                 promotion=promotion, scorecard=scorecard, versions=versions)
+        out = report_root(cfg) / f"run-{run_number}-{run_id[:8]}"
+        write_report(results, out)
+        mlflow.log_artifacts(str(out), "report")
+    logger.info("report: %s — %s", out, verdict(load_results(out)))
+    if scorecard is not None:
+        export_scorecard(spark, cfg, scorecard, versions[BASELINE])
+    return TrainResult(run_id=run_id, features_version=features_version, train_rows=rows["train_rows"],
+                       validation_rows=rows["validation_rows"], test_rows=rows["test_rows"], metrics=metrics,
+                       validation_metrics=validation_metric, selected=selected, versions=versions,
+                       promotion=promotion, comparison=comparison, report_dir=str(out))
+
+
+def render_report(cfg: Config, run_id: str | None = None, out: str | None = None) -> Path:
+    """Re-render a training run's report from its results stored in MLflow (latest run by default)."""
+    import mlflow
+
+    experiment_id = registry.configure(cfg)
+    if run_id is None:
+        runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`{registry.TRAIN_RUN_TAG}` = 'train'",
+                                  order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        if not runs:
+            raise NoRecordsError(f"no training run in MLflow experiment '{cfg.tracking.experiment}' "
+                                 f"({registry.tracking_uri(cfg)}): run `credit-spark train` first")
+        run_id = runs[0].info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            stored = registry.download_artifacts(run_id, "report/results.json", tmp)
+        except Exception as exc:
+            raise NoRecordsError(f"run {run_id} has no stored report: {str(exc).splitlines()[0]}") from exc
+        results = json.loads(stored.read_text())
+    target = Path(out) if out else report_root(cfg) / f"run-{results['run']['version']}-{run_id[:8]}"
+    write_report(results, target)
+    return target

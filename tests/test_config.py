@@ -56,7 +56,7 @@ def test_wrong_type_is_named(tmp_path):
 
 
 def test_invalid_choice_is_named(tmp_path):
-    overlay = write(tmp_path, "train:\n  primary_metric: auc\n")
+    overlay = write(tmp_path, "train:\n  primary_metric: f1\n")
     with pytest.raises(ConfigError, match=r"train\.primary_metric: must be one of"):
         load_config([overlay], env="local")
 
@@ -64,7 +64,15 @@ def test_invalid_choice_is_named(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("train:\n  algorithms: [svm]\n", r"train\.algorithms: unknown \['svm'\]"),
     ("train:\n  test_fraction: 1.5\n", r"train\.test_fraction must be between 0 and 1"),
-    ("score:\n  model: xgboost\n", r"score\.model must be 'selected'"),
+    ("score:\n  model: xgboost\n", r"score\.model must be 'champion'"),
+    ("train:\n  algorithms: [gradient_boosted_trees]\n",
+     r"train\.algorithms: \['gradient_boosted_trees'\] needs a binary label, but credit_score has 3 classes"),
+    ("train:\n  random_forest:\n    grid: {max_dept: [3]}\n",
+     r"train\.random_forest\.grid: unknown parameter 'max_dept' \(tunable: num_trees, max_depth"),
+    ("train:\n  test_fraction: 0.5\n  validation_fraction: 0.5\n",
+     r"train\.test_fraction \+ train\.validation_fraction must leave customers to train on"),
+    ("train:\n  calibration: {method: beta}\n", r"train\.calibration\.method: must be one of"),
+    ("train:\n  comparison: {bootstrap_samples: 10}\n", r"bootstrap_samples >= 100"),
 ])
 def test_semantic_checks(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

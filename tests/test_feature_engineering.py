@@ -162,13 +162,15 @@ def test_training_and_scoring_paths_give_the_same_features_and_scores(spark, cfg
     from credit_spark.train import train
 
     rf = dataclasses.replace(cfg.train.random_forest, num_trees=3, max_depth=3)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, random_forest=rf))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, random_forest=rf, tuning=dataclasses.replace(cfg.train.tuning, method="none"),
+        comparison=dataclasses.replace(cfg.train.comparison, bootstrap_samples=100)))
     generate_records(spark, 800, seed=4).write.option("header", True).csv(str(tmp_path / "a"))
     ingest(spark, cfg, str(tmp_path / "a"))
     run_features(spark, cfg)
     train(spark, cfg)
-    record = registry.resolve(spark, cfg)
-    model = registry.load_model(record)
+    record = registry.resolve(cfg)
+    model = registry.load_model(cfg, record)
     features = spark.read.format("delta").load(cfg.table_path("features"))
     august = features.where(f"{PERIOD} = 8")
     prob = probability_column(cfg.spec.label.classes[0])

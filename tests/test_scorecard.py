@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
@@ -6,7 +7,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.scorecard import Scorecard, ScorecardModel, woe_iv
+from credit_spark.scorecard import Scorecard, ScorecardModel, monotonic_merge, woe_iv
 
 
 def test_woe_and_iv_by_hand():
@@ -91,3 +92,72 @@ def test_bad_params_are_named(spark, toy):
         Scorecard().fit(toy)
     with pytest.raises(ValueError, match="numBins must be at least 2, got 1"):
         Scorecard(numericCols=["debt"], numBins=1).fit(toy)
+    with pytest.raises(ValueError, match=re.escape("binning must be one of 'quantile', 'monotonic', got 'isotonic'")):
+        Scorecard(numericCols=["debt"], binning="isotonic").fit(toy)
+    with pytest.raises(ValueError, match="weightCol 'w' is not a column of the dataset"):
+        Scorecard(numericCols=["debt"], weightCol="w").fit(toy)
+
+
+def test_monotonic_merge_pools_the_violating_bin():
+    # edges 1, 2, 3 -> bins 0..3; adverse (class 1) rates 0.1, 0.4, 0.2, 0.8: bin 2 breaks the
+    # increasing trend, so bins 1 and 2 pool (6/20 = 0.3) and the edge 2 between them goes
+    counts = {"0": {0: 9, 1: 1}, "1": {0: 6, 1: 4}, "2": {0: 8, 1: 2}, "3": {0: 2, 1: 8}, "missing": {0: 5, 1: 5}}
+    edges, merged = monotonic_merge([1.0, 2.0, 3.0], counts, adverse=1)
+    assert edges == [1.0, 3.0]
+    assert merged == {"0": {0: 9, 1: 1}, "1": {0: 14, 1: 6}, "2": {0: 2, 1: 8}, "missing": {0: 5, 1: 5}}
+    # the mirror image is decreasing and pools the same pair; no "missing" in, none out
+    mirror = {"0": {0: 2, 1: 8}, "1": {0: 8, 1: 2}, "2": {0: 6, 1: 4}, "3": {0: 9, 1: 1}}
+    assert monotonic_merge([1.0, 2.0, 3.0], mirror, adverse=1) == (
+        [1.0, 3.0], {"0": {0: 2, 1: 8}, "1": {0: 14, 1: 6}, "2": {0: 9, 1: 1}})
+    # pooling cascades: 0.5 then 0.3 then 0.2 -> one block of 10/30; an empty bin 0 joins the next
+    cascade = {"1": {0: 9, 1: 1}, "2": {0: 5, 1: 5}, "3": {0: 7, 1: 3}, "4": {0: 8, 1: 2}, "5": {0: 1, 1: 9}}
+    assert monotonic_merge([0.0, 1.0, 2.0, 3.0, 4.0], cascade, adverse=1) == (
+        [1.0, 4.0], {"0": {0: 9, 1: 1}, "1": {0: 20, 1: 10}, "2": {0: 1, 1: 9}})
+    # already monotonic: nothing changes; the adverse class of a 3-class label is 2
+    three = {"0": {0: 5, 1: 4, 2: 1}, "1": {0: 1, 1: 4, 2: 5}}
+    assert monotonic_merge([5.0], three, adverse=2) == ([5.0], three)
+
+
+def _numeric_woe(model, feature):
+    rows = [r for r in model.scorecard_table() if r["feature"] == feature and r["bin"] != "missing"]
+    return [r["bin"] for r in rows], [r["woe"] for r in rows]
+
+
+def test_monotonic_binning_removes_a_blip(spark):
+    # x = 0..99 in five bands of 20; adverse counts per band 2, 10, 4, 14, 18 (bad rows in the
+    # middle of each band, so approximate quantile edges cannot move them): band 1 is a blip
+    rows = []
+    for band, n_bad in enumerate([2, 10, 4, 14, 18]):
+        start = (20 - n_bad) // 2
+        rows += [(float(band * 20 + i), int(start <= i < start + n_bad)) for i in range(20)]
+    rows += [(None, 1)] * 3 + [(None, 0)] * 2
+    df = spark.createDataFrame(rows, "x double, label int")
+    params = dict(numericCols=["x"], numBins=5, minIV=0.0)
+    q_bins, q_woe = _numeric_woe(Scorecard(**params).fit(df), "x")
+    model = Scorecard(binning="monotonic", **params).fit(df)
+    m_bins, m_woe = _numeric_woe(model, "x")
+    assert len(q_bins) == 5 and any(a < b for a, b in zip(q_woe, q_woe[1:]))  # the blip is there
+    assert len(m_bins) == 4 and all(a > b for a, b in zip(m_woe, m_woe[1:]))  # gone: WOE falls with x
+    assert m_bins[0].startswith("[-inf, ") and m_bins[-1].endswith(", +inf)")
+    assert any(r["bin"] == "missing" for r in model.scorecard_table())
+    # the scoring side uses the merged edges: every non-null row lands in one of the four bins
+    woe_keys = set(model._state()["cards"]["1"]["woe"]["x"])
+    assert woe_keys == {"0", "1", "2", "3", "missing"}
+    assert model.getOrDefault("binning") == "monotonic"
+
+
+def test_weights_move_the_regression_not_the_woe(spark):
+    rows = [("A", 0)] * 30 + [("A", 1)] * 10 + [("B", 0)] * 10 + [("B", 1)] * 30
+    df = spark.createDataFrame(rows, "grade string, label int").withColumn(
+        "w", F.when(F.col("label") == 1, F.lit(3.0)).otherwise(F.lit(1.0)))
+    params = dict(categoricalCols=["grade"], minIV=0.0)
+    plain = Scorecard(**params).fit(df)
+    weighted = Scorecard(weightCol="w", **params).fit(df)
+
+    def mean_p_bad(model):
+        return model.transform(df).select(F.avg(vector_to_array("probability")[1])).first()[0]
+    p_plain, p_weighted = mean_p_bad(plain), mean_p_bad(weighted)
+    assert p_plain == pytest.approx(0.5, abs=1e-4)  # the unweighted MLE matches the base rate
+    assert p_weighted > p_plain + 0.1
+    assert ([(r["feature"], r["bin"], r["woe"], r["iv"]) for r in weighted.scorecard_table()]
+            == [(r["feature"], r["bin"], r["woe"], r["iv"]) for r in plain.scorecard_table()])

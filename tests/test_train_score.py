@@ -2,24 +2,36 @@ import dataclasses
 import math
 from datetime import date
 
+import numpy as np
 import pytest
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
 
 from credit_spark import registry
+from credit_spark.comparison import bootstrap_differences
 from credit_spark.errors import ModelNotFoundError, NoRecordsError, TableNotFoundError
 from credit_spark.features import build_features
 from credit_spark.generate import generate_records
+from credit_spark.metrics import equal_count_bands
+from credit_spark.report import load_results
 from credit_spark.scoring import probability_column, score_run_date
+from credit_spark.splits import make_splits, split_by_customer
 from credit_spark.tables import FEATURES, SCORES, overwrite_table, table_exists
-from credit_spark.train import LABEL_INDEX, evaluate, is_test_customer, split_by_customer, train
+from credit_spark.train import LABEL_INDEX, decide_promotion, evaluate, train
+
+
+def fast(cfg, **train_changes):
+    """Fewer, smaller trees, no grid search, a short bootstrap: these tests check behaviour, not accuracy."""
+    t = cfg.train
+    return dataclasses.replace(cfg, train=dataclasses.replace(
+        t, random_forest=dataclasses.replace(t.random_forest, num_trees=5, max_depth=4),
+        tuning=dataclasses.replace(t.tuning, method="none"),
+        comparison=dataclasses.replace(t.comparison, bootstrap_samples=200), **train_changes))
 
 
 @pytest.fixture()
 def small_cfg(cfg):
-    """Fewer, smaller trees: the tests check behaviour, not accuracy."""
-    rf = dataclasses.replace(cfg.train.random_forest, num_trees=5, max_depth=4)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, random_forest=rf))
+    return fast(cfg)
 
 
 @pytest.fixture()
@@ -33,17 +45,63 @@ def features_lake(spark, small_cfg):
     return small_cfg
 
 
+def _customers(df):
+    return {r[0] for r in df.select("customer_id").distinct().collect()}
+
+
 def test_split_keeps_each_customer_on_one_side(spark):
     df = spark.range(4000).select((F.col("id") % 500).cast("string").alias("customer_id"), "id")
-    train_df, test_df = split_by_customer(df, 0.25, seed=3)
-    train_c = {r[0] for r in train_df.select("customer_id").distinct().collect()}
-    test_c = {r[0] for r in test_df.select("customer_id").distinct().collect()}
-    assert not train_c & test_c
-    assert len(train_c) + len(test_c) == 500
-    assert 0.15 < len(test_c) / 500 < 0.35
+    train_df, validation_df, test_df = split_by_customer(df, 0.25, 0.2, seed=3)
+    sides = [_customers(d) for d in (train_df, validation_df, test_df)]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    assert sum(map(len, sides)) == 500
+    assert 0.15 < len(sides[2]) / 500 < 0.35 and 0.1 < len(sides[1]) / 500 < 0.3
     # seeded: another seed moves customers
-    other = df.where(is_test_customer(F.col("customer_id"), 0.25, seed=4)).select("customer_id").distinct()
-    assert {r[0] for r in other.collect()} != test_c
+    assert _customers(split_by_customer(df, 0.25, 0.2, seed=4)[2]) != sides[2]
+
+
+def test_out_of_time_split_tests_on_the_last_period(spark, cfg):
+    df = spark.range(900).select((F.col("id") % 100).cast("string").alias("customer_id"),
+                                 (F.col("id") % 9 + 1).cast("int").alias("period"))
+    splits = make_splits(df, dataclasses.replace(cfg.train, split="out_of_time", out_of_time_test_periods=2))
+    assert {r[0] for r in splits.test.select("period").distinct().collect()} == {8, 9}
+    assert splits.train.where("period >= 8").count() == 0 and splits.validation.where("period >= 8").count() == 0
+    assert not _customers(splits.train) & _customers(splits.validation)
+    assert splits.train.count() + splits.validation.count() + splits.test.count() == 900
+    assert "period(s) [8, 9]" in splits.description
+    with pytest.raises(NoRecordsError, match="needs more than 9 labelled period"):
+        make_splits(df, dataclasses.replace(cfg.train, split="out_of_time", out_of_time_test_periods=9))
+
+
+def test_promotion_rule_both_ways():
+    assert decide_promotion("rf", 0.70, None, None, "macro_f1", 0.01).decision == "promoted"
+    won = decide_promotion("rf", 0.720, "lr v1", 0.700, "macro_f1", 0.01)
+    assert won.decision == "promoted" and "+0.0200 >= margin 0.01" in won.reason
+    lost = decide_promotion("rf", 0.705, "lr v1", 0.700, "macro_f1", 0.01)
+    assert lost.decision == "kept" and "+0.0050 < margin 0.01" in lost.reason
+    broken = decide_promotion("rf", 0.6, "lr v1", None, "macro_f1", 0.01)
+    assert broken.decision == "promoted" and "cannot be evaluated" in broken.reason
+
+
+def test_bootstrap_of_a_model_against_itself_and_a_clear_winner():
+    # cells: y, yhat_model, yhat_baseline, bucket_model, bucket_baseline, count (binary, bucket 0..49)
+    same = np.array([[0, 0, 0, 10, 10, 300], [0, 1, 1, 30, 30, 50], [1, 1, 1, 40, 40, 120], [1, 0, 0, 20, 20, 30]])
+    for metric, (diff, low, high) in bootstrap_differences(same, 2, 200, 0.95, seed=1).items():
+        assert diff == 0 and low == 0 and high == 0, metric
+    # the model is right wherever the baseline is wrong, on 80 of 500 rows
+    better = np.array([[0, 0, 0, 10, 10, 300], [0, 0, 1, 10, 30, 50], [1, 1, 1, 40, 40, 120], [1, 1, 0, 40, 20, 30]])
+    result = bootstrap_differences(better, 2, 500, 0.95, seed=1)
+    diff, low, high = result["accuracy"]
+    assert diff == pytest.approx(80 / 500)
+    assert 0 < low < diff < high
+    assert result["auc"][1] > 0 and result["macro_f1"][1] > 0
+
+
+def test_equal_count_bands_by_hand():
+    # 4 buckets of P(bad): 10 rows (1 bad), 0 rows, 5 rows (2 bad), 5 rows (4 bad); 2 bands of 10 rows
+    bands = equal_count_bands([10, 0, 5, 5], [1, 0, 2, 4], bands=2)
+    assert bands == [{"band": 1, "low": 0.0, "high": 0.25, "n": 10, "bad": 1, "bad_rate": 0.1},
+                     {"band": 2, "low": 0.5, "high": 1.0, "n": 10, "bad": 6, "bad_rate": 0.6}]
 
 
 def test_metrics_from_confusion_matrix(spark):
@@ -90,25 +148,36 @@ def test_train_without_features_names_the_missing_table(spark, small_cfg):
         train(spark, small_cfg)
 
 
-def test_train_register_score_and_rerun(spark, features_lake):
+def test_train_register_promote_score_and_rerun(spark, features_lake):
     cfg = features_lake
     result = train(spark, cfg)
-    assert result.version == 1
     assert set(result.metrics) == {"logistic_regression", "random_forest", "scorecard"}
-    assert result.train_rows + result.test_rows == 1600
+    assert result.train_rows + result.validation_rows + result.test_rows == 1600
     labels = spark.read.format("delta").load(cfg.table_path(FEATURES)).where("label IS NOT NULL")
     majority = labels.groupBy("label").count().agg(F.max("count")).first()[0] / labels.count()
     for name, m in result.metrics.items():
         assert m.accuracy > majority + 0.05, (name, m.accuracy, majority)   # beats always-the-majority
         assert m.auc > 0.7, (name, m.auc)
+        assert m.uncalibrated and m.reliability["before"] and m.reliability["after"]   # calibrated on validation
+    assert result.selected == max(result.validation_metrics, key=result.validation_metrics.get)
+    assert {d.model for d in result.comparison} == {"logistic_regression", "random_forest"}
+    assert all(d.ci_low <= d.difference <= d.ci_high for d in result.comparison)
+    # first run: no champion yet, the selected model is promoted and is what `score` uses
+    assert result.promotion.decision == "promoted" and result.promotion.reason == "no champion yet"
+    chosen = registry.resolve(cfg)
+    assert (chosen.model_name, chosen.model_version) == (result.selected, result.versions[result.selected])
+    assert registry.resolve(cfg, "scorecard").model_version == result.versions["scorecard"]
     card = spark.read.format("delta").load(cfg.table_path("scorecard"))
-    assert card.where("model_version = 1").count() > 0
+    assert card.where(F.col("model_version") == result.versions["scorecard"]).count() > 0
     assert set(card.columns) == {"model_version", "feature", "bin", "woe", "points", "iv"}
-    chosen = registry.resolve(spark, cfg)
-    assert chosen.model_name == result.selected and chosen.model_version == 1
+    results = load_results(result.report_dir)
+    assert results["promotion"]["decision"] == "promoted"
+    assert results["run"]["mlflow_run_id"] == result.run_id
+    assert results["models"][result.selected]["metrics"]["macro_f1"] == pytest.approx(
+        result.metrics[result.selected].macro_f1)
 
     first = score_run_date(spark, cfg, date(2026, 9, 30))
-    assert first.rows == 200
+    assert first.rows == 200 and first.model_version == chosen.model_version
     scores = spark.read.format("delta").load(cfg.table_path(SCORES))
     expected_cols = ["customer_id", "record_id", "run_date", "model_name", "model_version", "predicted_class",
                      *[probability_column(c) for c in cfg.spec.label.classes], "features_version", "scored_at"]
@@ -127,6 +196,16 @@ def test_train_register_score_and_rerun(spark, features_lake):
     after = {r.record_id: r.predicted_class for r in scores.where("run_date = DATE'2026-09-30'").collect()}
     assert after == before                      # same model, same records, same answers
 
+    # a second run whose challenger cannot clear an impossible margin: the champion stays
+    strict = fast(cfg, algorithms=["logistic_regression", "scorecard"],
+                  promotion=dataclasses.replace(cfg.train.promotion, margin=1.0))
+    second = train(spark, strict)
+    assert second.promotion.decision == "kept"
+    assert second.promotion.champion_before == f"{result.selected} v{result.versions[result.selected]}"
+    assert "< margin 1.0" in second.promotion.reason
+    assert registry.resolve(cfg).model_version == chosen.model_version
+    assert second.versions["logistic_regression"] > result.versions["logistic_regression"]
+
 
 def test_a_class_missing_from_training_is_named(spark, features_lake):
     features = spark.read.format("delta").load(features_lake.table_path(FEATURES))
@@ -135,17 +214,15 @@ def test_a_class_missing_from_training_is_named(spark, features_lake):
         train(spark, features_lake)
 
 
-def test_score_a_date_without_records(spark, features_lake):
-    train(spark, features_lake)
+def test_score_a_date_without_records_and_a_missing_model(spark, features_lake):
+    cfg = fast(features_lake, algorithms=["scorecard"], calibration=dataclasses.replace(
+        features_lake.train.calibration, method="none"))
+    train(spark, cfg)
     with pytest.raises(NoRecordsError, match=r"no records for run date 2026-11-30 .*nothing was written"):
-        score_run_date(spark, features_lake, date(2026, 11, 30))
-    assert not table_exists(spark, features_lake.table_path(SCORES))
-
-
-def test_missing_model_files_are_named(spark, features_lake, tmp_path):
-    train(spark, features_lake)
-    record = registry.resolve(spark, features_lake)
+        score_run_date(spark, cfg, date(2026, 11, 30))
+    assert not table_exists(spark, cfg.table_path(SCORES))
     import shutil
-    shutil.rmtree(record.path)
-    with pytest.raises(ModelNotFoundError, match=f"cannot load model {record.model_name} v1 from {record.path}"):
-        score_run_date(spark, features_lake, date(2026, 9, 30))
+    shutil.rmtree(f"{cfg.lake.root}/mlflow/artifacts")
+    with pytest.raises(ModelNotFoundError, match=r"cannot load model scorecard \(models:/credit_spark_credit_score/1\)"):
+        score_run_date(spark, cfg, date(2026, 9, 30))
+    assert not table_exists(spark, cfg.table_path(SCORES))

@@ -1,0 +1,125 @@
+import math
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+from pyspark.testing import assertDataFrameEqual
+
+from credit_spark.calibration import (
+    ProbabilityCalibrator,
+    ProbabilityCalibratorModel,
+    apply_calibration,
+    expected_calibration_error,
+    reliability_table,
+)
+
+SCHEMA = StructType([StructField("id", IntegerType()), StructField("label", DoubleType()),
+                     StructField("probability", VectorUDT()), StructField("prediction", DoubleType())])
+
+
+def overconfident_binary(spark, offset: int = 0):
+    """Per group, a true event rate q reported as the overconfident p = sigmoid(3 * logit(q)); 400 rows."""
+    rows, n = [], 50
+    for q in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9):
+        p = 1.0 / (1.0 + math.exp(-3.0 * math.log(q / (1.0 - q))))
+        events = round(q * n)
+        for i in range(n):
+            rows.append((offset + len(rows), 1.0 if i < events else 0.0, Vectors.dense([1.0 - p, p]),
+                         1.0 if p > 0.5 else 0.0))
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def ece(df) -> float:
+    return expected_calibration_error(reliability_table(df, "label", "probability", "prediction", bins=10))
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibration_lowers_ece_and_keeps_the_prediction(spark, method):
+    validation, test = overconfident_binary(spark), overconfident_binary(spark, offset=1000)
+    model = ProbabilityCalibrator(method=method).fit(validation)
+    out = model.transform(test)
+    raw_ece, calibrated_ece = ece(test), ece(out)
+    assert raw_ece > 0.1
+    assert calibrated_ece < 0.01 < raw_ece
+    before = {r["id"]: r["prediction"] for r in test.select("id", "prediction").collect()}
+    after = out.select("id", "prediction", "probability", "uncalibrated_probability").collect()
+    assert {r["id"]: r["prediction"] for r in after} == before
+    for r in after:
+        assert r["probability"][0] + r["probability"][1] == pytest.approx(1.0, abs=1e-12)
+    if method == "platt":   # the miscalibration is exactly logit-linear: slope 1/3, intercept 0
+        curve = model.curves()["1"]
+        assert curve["slope"] == pytest.approx(1 / 3, abs=1e-3)
+        assert curve["intercept"] == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_multiclass_vectors_sum_to_one_prediction_kept_raw_copied(spark, method):
+    probs = [[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7],
+             [0.2, 0.2, 0.6], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4], [0.1, 0.6, 0.3], [0.4, 0.1, 0.5]]
+    labels = [0, 1, 1, 1, 2, 0, 0, 2, 1, 2]
+    preds = [0, 0, 1, 1, 2, 2, 1, 2, 1, 2]   # row 6: a tuned decision rule picked class 1, not the argmax
+    rows = [(i, float(y), Vectors.dense(p), float(d)) for i, (y, p, d) in enumerate(zip(labels, probs, preds))]
+    df = spark.createDataFrame(rows * 3, SCHEMA)
+    out = ProbabilityCalibrator(method=method, numClasses=3).fit(df).transform(df)
+    got = out.orderBy("id").collect()
+    expected = df.orderBy("id").collect()
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert sum(g["probability"]) == pytest.approx(1.0, abs=1e-9)
+        assert len(g["probability"]) == 3
+        assert g["prediction"] == e["prediction"]
+        assert g["uncalibrated_probability"] == e["probability"]
+    assert any(g["probability"] != g["uncalibrated_probability"] for g in got)
+
+
+def test_multiclass_renormalises_and_falls_back_to_uniform():
+    curves = {str(k): {"boundaries": [0.0, 0.5, 1.0], "predictions": [0.0, 0.0, 1.0]} for k in range(3)}
+    out = apply_calibration(np.array([[0.75, 1.0, 0.0], [0.2, 0.3, 0.5]]), "isotonic", curves, 3)
+    np.testing.assert_allclose(out, [[1 / 3, 2 / 3, 0.0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
+    binary = apply_calibration(np.array([[0.9, 0.1], [0.0, 1.0]]), "platt",
+                               {"1": {"slope": 1.0, "intercept": math.log(3.0)}}, 2)
+    np.testing.assert_allclose(binary[:, 1], [0.25, 1.0], atol=1e-5)
+    np.testing.assert_allclose(binary.sum(axis=1), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_round_trips_inside_a_saved_pipeline(spark, tmp_path, method):
+    df = overconfident_binary(spark)
+    fitted = Pipeline(stages=[ProbabilityCalibrator(method=method)]).fit(df)
+    fitted.write().overwrite().save(str(tmp_path / "p"))
+    loaded = PipelineModel.load(str(tmp_path / "p"))
+    stage = loaded.stages[0]
+    assert isinstance(stage, ProbabilityCalibratorModel)
+    assert stage.curves() == fitted.stages[0].curves()
+    assert stage.getOrDefault("method") == method
+    assertDataFrameEqual(loaded.transform(df), fitted.transform(df))
+
+
+def test_invalid_method_and_input_are_named(spark):
+    with pytest.raises(ValueError, match=r"method must be one of 'isotonic', 'platt', got 'beta'"):
+        ProbabilityCalibrator(method="beta")
+    calibrator = ProbabilityCalibrator()
+    with pytest.raises(ValueError, match="method must be one of 'isotonic', 'platt', got 'sigmoid'"):
+        calibrator.set(calibrator.method, "sigmoid")
+    with pytest.raises(TypeError, match="dataset must be a DataFrame but got list"):
+        ProbabilityCalibrator().fit([1, 2])
+
+
+def test_reliability_table_and_ece_by_hand(spark):
+    df = spark.createDataFrame([
+        (1.0, Vectors.dense([0.2, 0.8]), 1.0),   # conf 0.8 -> bin 3, correct
+        (0.0, Vectors.dense([0.4, 0.6]), 1.0),   # conf 0.6 -> bin 2, wrong
+        (1.0, Vectors.dense([0.7, 0.3]), 1.0),   # predicted class 1 though not the argmax: conf 0.3 -> bin 1, correct
+        (0.0, Vectors.dense([1.0, 0.0]), 0.0),   # conf 1.0 -> clamped into the last bin 3, correct
+    ], StructType([StructField("y", DoubleType()), StructField("p", VectorUDT()), StructField("pred", DoubleType())]))
+    table = reliability_table(df, "y", "p", prediction_col="pred", bins=4)
+    assert table == [
+        {"bin": 1, "n": 1, "confidence": pytest.approx(0.3, abs=1e-12), "accuracy": 1.0},
+        {"bin": 2, "n": 1, "confidence": pytest.approx(0.6, abs=1e-12), "accuracy": 0.0},
+        {"bin": 3, "n": 2, "confidence": pytest.approx(0.9, abs=1e-12), "accuracy": 1.0},
+    ]
+    # 1/4 * 0.7 + 1/4 * 0.6 + 2/4 * 0.1
+    assert expected_calibration_error(table) == pytest.approx(0.375, abs=1e-12)
+    assert expected_calibration_error([]) == 0.0
