@@ -86,6 +86,18 @@ def test_sql_command_sees_tables_by_short_name(spark, lake_after_demo, capsys):
     assert "|150|" in out.replace(" ", "")
 
 
+def test_train_writes_a_report_and_the_report_command_rerenders_it(lake_after_demo, tmp_path, capsys):
+    lake, common = lake_after_demo
+    written = sorted((Path(lake) / "reports").glob("run-1-*"))
+    assert len(written) == 1
+    assert {"report.md", "report.html", "results.json", "roc.png", "reliability.png"} <= \
+        {p.name for p in written[0].iterdir()}
+    assert cli(*common, "report", "--out", str(tmp_path / "again")) == 0
+    out = capsys.readouterr().out
+    assert "verdict: " in out and "scorecard" in out
+    assert (tmp_path / "again" / "report.md").read_text() == (written[0] / "report.md").read_text()
+
+
 def test_user_errors_exit_2_with_a_message(spark, lake_after_demo, tmp_path, capsys):
     _, common = lake_after_demo
     assert cli(*common, "score", "--run-date", "2026-12-31") == 2

@@ -1,0 +1,65 @@
+"""Grid search: customers stay within one fold, and the search picks the better grid point."""
+import dataclasses
+
+import pytest
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import functions as F
+
+from credit_spark.models import LABEL_INDEX, balanced_weights, param_grid
+from credit_spark.splits import CV_FOLD, with_cv_fold
+from credit_spark.tuning import MetricEvaluator, fit_tuned
+
+
+@pytest.fixture(scope="module")
+def toy(spark):
+    """40 customers x 5 months; the label follows x with 10% noise."""
+    df = spark.range(200).select((F.col("id") % 40).cast("string").alias("customer_id"),
+                                 (F.col("id") / 200.0).alias("x"), (F.pmod(F.xxhash64("id"), F.lit(10)) == 0).alias("noisy"))
+    label = F.when(F.col("noisy"), F.col("x") <= 0.5).otherwise(F.col("x") > 0.5).cast("double")
+    return df.withColumn(LABEL_INDEX, label).drop("noisy")
+
+
+def _settings(cfg, method):
+    lr = dataclasses.replace(cfg.train.logistic_regression, grid={"reg_param": [0.0, 50.0]})
+    return dataclasses.replace(cfg.train, logistic_regression=lr,
+                               tuning=dataclasses.replace(cfg.train.tuning, method=method, num_folds=3))
+
+
+def _pipeline():
+    return Pipeline(stages=[VectorAssembler(inputCols=["x"], outputCol="features"),
+                            LogisticRegression(featuresCol="features", labelCol=LABEL_INDEX)])
+
+
+def test_cv_folds_are_groups_of_customers(toy):
+    folded = toy.transform(with_cv_fold(3, seed=1))
+    per_customer = folded.groupBy("customer_id").agg(F.countDistinct(CV_FOLD).alias("folds"))
+    assert per_customer.where("folds > 1").count() == 0
+    assert {r[0] for r in folded.select(CV_FOLD).distinct().collect()} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("method", ["cross_validation", "train_validation_split"])
+def test_search_picks_the_lower_log_loss(spark, cfg, toy, method):
+    # a huge L2 penalty flattens the probabilities towards 0.5: its log-loss is worse
+    train_df, validation_df = toy.where("customer_id < '3'"), toy.where("customer_id >= '3'")
+    evaluator = MetricEvaluator(metricName="log_loss", classes=["good", "bad"], labelCol=LABEL_INDEX)
+    result = fit_tuned(_pipeline(), "logistic_regression", _settings(cfg, method), train_df, validation_df,
+                       evaluator)
+    assert result.method == method
+    assert result.best_params == {"reg_param": 0.0}
+    assert [g["params"] for g in result.grid] == [{"reg_param": 0.0}, {"reg_param": 50.0}]
+    assert result.grid[0]["metric"] < result.grid[1]["metric"]
+    assert result.model.stages[-1].getRegParam() == 0.0
+
+
+def test_no_grid_or_tuning_off_fits_once(cfg, toy):
+    evaluator = MetricEvaluator(metricName="macro_f1", classes=["good", "bad"], labelCol=LABEL_INDEX)
+    result = fit_tuned(_pipeline(), "logistic_regression", _settings(cfg, "none"), toy, toy, evaluator)
+    assert result.method == "none" and result.grid == []
+
+
+def test_grid_values_take_the_param_types_and_weights_balance_classes(cfg):
+    grid = param_grid(_pipeline(), "logistic_regression", _settings(cfg, "cross_validation"))
+    assert [{p.name: v for p, v in g.items()} for g in grid] == [{"regParam": 0.0}, {"regParam": 50.0}]
+    assert balanced_weights({0: 300, 1: 100}, 2) == {0: 400 / 600, 1: 400 / 200}
