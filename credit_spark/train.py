@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,6 +77,8 @@ class TrainResult:
     promotion: Promotion
     comparison: list[Difference] = field(default_factory=list)
     report_dir: str = ""
+    #: wall-clock seconds per algorithm: grid search, final fit and calibration
+    fit_seconds: dict[str, float] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -225,7 +228,9 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         tuning: dict[str, TuningResult] = {}
         metrics: dict[str, ModelMetrics] = {}
         validation_metric: dict[str, float] = {}
+        fit_seconds: dict[str, float] = {}
         for algorithm in settings.algorithms:
+            started = time.perf_counter()
             tuned = fit_tuned(build_pipeline(spec, algorithm, settings), algorithm, settings, train_df,
                               validation_df, evaluator)
             model = tuned.model
@@ -234,6 +239,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
                                                    numClasses=len(classes)).fit(model.transform(validation_df))
                 model = PipelineModel(stages=[*model.stages, calibrator])
             fitted[algorithm], tuning[algorithm] = model, tuned
+            fit_seconds[algorithm] = time.perf_counter() - started
             validation_metric[algorithm] = evaluator.evaluate(model.transform(validation_df))
             keep = [RECORD_ID, LABEL_INDEX, "prediction", "probability", *([RAW_PROBABILITY] if calibrated else [])]
             predictions[algorithm] = (model.transform(test_df).select(*keep)
@@ -308,7 +314,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     return TrainResult(run_id=run_id, features_version=features_version, train_rows=rows["train_rows"],
                        validation_rows=rows["validation_rows"], test_rows=rows["test_rows"], metrics=metrics,
                        validation_metrics=validation_metric, selected=selected, versions=versions,
-                       promotion=promotion, comparison=comparison, report_dir=str(out))
+                       promotion=promotion, comparison=comparison, report_dir=str(out), fit_seconds=fit_seconds)
 
 
 def render_report(cfg: Config, run_id: str | None = None, out: str | None = None) -> Path:

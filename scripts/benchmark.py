@@ -109,6 +109,10 @@ def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str
                      "python_driver_peak_mb": round(mem.python_peak / 2**20), "jvm_peak_mb": round(mem.jvm_peak / 2**20)}
         if name == "train":
             quality = {algo: round(m.macro_f1, 4) for algo, m in result.metrics.items()}
+            for algo, fit in result.fit_seconds.items():   # tuning + final fit + calibration
+                out[f"train:{algo}"] = {"rows": n, "seconds": round(fit, 2), "rows_per_s": round(n / fit, 1),
+                                        "python_driver_peak_mb": out[name]["python_driver_peak_mb"],
+                                        "jvm_peak_mb": out[name]["jvm_peak_mb"]}
     shutil.rmtree(folder, ignore_errors=True)
     return {"rows": rows, "stages": out, "macro_f1": quality}
 
@@ -149,9 +153,9 @@ def main(argv=None) -> int:
         print(f"\n=== {rows:,} rows", flush=True)
         result = run_size(spark, cfg, rows, Path(args.work), args.seed, args.stages.split(","))
         results.append(result)
-        print(f"{'stage':<12}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'py MB':>8}{'JVM MB':>8}")
+        print(f"{'stage':<34}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'py MB':>8}{'JVM MB':>8}")
         for name, s in result["stages"].items():
-            print(f"{name:<12}{s['rows']:>12,}{s['seconds']:>10.1f}{s['rows_per_s']:>10,.0f}"
+            print(f"{name:<34}{s['rows']:>12,}{s['seconds']:>10.1f}{s['rows_per_s']:>10,.0f}"
                   f"{s['python_driver_peak_mb']:>8}{s['jvm_peak_mb']:>8}", flush=True)
         print(f"macro-F1: {result['macro_f1']}")
     report = {
