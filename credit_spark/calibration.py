@@ -47,6 +47,10 @@ from pyspark.sql import functions as F
 
 METHODS = ("isotonic", "platt")
 EPS = 1e-6
+#: calibrated probabilities are kept within [FLOOR, 1 - FLOOR]: an isotonic step fitted on a
+#: finite validation set would otherwise claim certainty (p = 0 or 1), which no PD can, and one
+#: such row costs -ln(1e-15) in log-loss
+FLOOR = 1e-3
 
 
 def _to_method(value) -> str:
@@ -101,8 +105,10 @@ def apply_calibration(probs: np.ndarray, method: str, curves: dict, num_classes:
     def curve(k: int, p: np.ndarray) -> np.ndarray:
         c = curves[str(k)]
         if method == "isotonic":
-            return np.interp(p, np.asarray(c["boundaries"], dtype=float), np.asarray(c["predictions"], dtype=float))
-        return _sigmoid(c["slope"] * _logit(p) + c["intercept"])
+            fitted = np.interp(p, np.asarray(c["boundaries"], dtype=float), np.asarray(c["predictions"], dtype=float))
+        else:
+            fitted = _sigmoid(c["slope"] * _logit(p) + c["intercept"])
+        return np.clip(fitted, FLOOR, 1.0 - FLOOR)
 
     if num_classes == 2:
         p1 = curve(1, probs[:, 1])

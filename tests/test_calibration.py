@@ -8,6 +8,7 @@ from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from credit_spark.calibration import (
+    FLOOR,
     ProbabilityCalibrator,
     ProbabilityCalibratorModel,
     apply_calibration,
@@ -74,13 +75,15 @@ def test_multiclass_vectors_sum_to_one_prediction_kept_raw_copied(spark, method)
     assert any(g["probability"] != g["uncalibrated_probability"] for g in got)
 
 
-def test_multiclass_renormalises_and_falls_back_to_uniform():
+def test_multiclass_renormalises_and_never_claims_certainty():
     curves = {str(k): {"boundaries": [0.0, 0.5, 1.0], "predictions": [0.0, 0.0, 1.0]} for k in range(3)}
     out = apply_calibration(np.array([[0.75, 1.0, 0.0], [0.2, 0.3, 0.5]]), "isotonic", curves, 3)
-    np.testing.assert_allclose(out, [[1 / 3, 2 / 3, 0.0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
+    # curves give (0.5, 1, 0) and (0, 0, 0); kept within [FLOOR, 1 - FLOOR], then renormalised
+    first = np.array([0.5, 1 - FLOOR, FLOOR])
+    np.testing.assert_allclose(out, [first / first.sum(), [1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
     binary = apply_calibration(np.array([[0.9, 0.1], [0.0, 1.0]]), "platt",
                                {"1": {"slope": 1.0, "intercept": math.log(3.0)}}, 2)
-    np.testing.assert_allclose(binary[:, 1], [0.25, 1.0], atol=1e-5)
+    np.testing.assert_allclose(binary[:, 1], [0.25, 1 - FLOOR], atol=1e-5)
     np.testing.assert_allclose(binary.sum(axis=1), [1.0, 1.0])
 
 
