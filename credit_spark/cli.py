@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except CreditSparkError as exc:
         print(f"credit-spark {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(exc, "exit_code", EXIT_USER_ERROR)
 
 
 def run_job(command: str) -> int:

@@ -113,6 +113,14 @@ class TemporalSpec:
 
 
 @dataclass(frozen=True)
+class ReasonCode:
+    """An adverse-action reason: the code and customer-facing text for one feature."""
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Which column plays which role. Nothing about a dataset's column names lives in Python."""
 
@@ -138,6 +146,11 @@ class DatasetSpec:
     repair_scope: Literal["all_periods", "past_periods"] = "all_periods"
     derived: dict[str, DerivedFeature] = field(default_factory=dict)
     temporal: TemporalSpec = field(default_factory=TemporalSpec)
+    #: feature (catalog name) -> adverse-action reason code and text; a feature without an entry
+    #: gets code "R-<feature>" and its catalog description
+    reason_codes: dict[str, ReasonCode] = field(default_factory=dict)
+    #: column used for the fairness view (adverse share by age band); null = no age column
+    age_column: str | None = None
 
     def required_columns(self) -> list[str]:
         """Columns every input file must have (the label is optional: unlabelled files are scored)."""
@@ -295,10 +308,27 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Population stability of the score (PSI) and of every model input (CSI) against training."""
+
+    psi_watch: float = 0.1
+    psi_act: float = 0.25
+    #: "act" / "watch": exit non-zero (after writing) when a PSI reaches that level; null = never
+    fail_on: Literal["watch", "act"] | None = None
+
+
+@dataclass(frozen=True)
 class ScoreSettings:
     #: "champion" = the registered version holding the promotion alias; or an algorithm name
     #: (its latest registered version)
     model: str = "champion"
+    #: adverse-action reasons per scored record (at most)
+    max_reasons: int = 4
+    #: Delta history (log and deleted files) kept for the scores table, in months
+    retention_months: int = 25
+    #: retries of a write that lost a race with a concurrent run (other run dates)
+    write_retries: int = 5
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
 
 @dataclass(frozen=True)
@@ -466,6 +496,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     if unknown or not cfg.train.algorithms:
         raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
     validate_train(cfg.train, cfg.spec, source)
+    validate_score(cfg.score, cfg.spec, source)
     if cfg.score.model not in ("champion", *ALGORITHMS):
         raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(ALGORITHMS)}, "
                           f"got '{cfg.score.model}'")
@@ -473,6 +504,25 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     if "://" not in root and not root.startswith(("dbfs:", "file:")):
         cfg = dataclasses.replace(cfg, lake=LakeSettings(root=str(Path(root).resolve())))
     return cfg
+
+
+def validate_score(score: ScoreSettings, spec: DatasetSpec, source: str) -> None:
+    from credit_spark.features import feature_catalog   # features imports this module
+
+    names = {f.name for f in feature_catalog(spec)}
+    unknown = sorted(set(spec.reason_codes) - names)
+    if unknown:
+        raise ConfigError(f"{source}: dataset {spec.name}: reason_codes: unknown feature(s) {unknown} "
+                          f"(see `credit-spark catalog`)")
+    if spec.age_column and spec.age_column not in names:
+        raise ConfigError(f"{source}: dataset {spec.name}: age_column '{spec.age_column}' is not a feature")
+    if not 1 <= score.max_reasons <= 10 or score.retention_months < 1 or score.write_retries < 0:
+        raise ConfigError(f"{source}: score.max_reasons must be 1..10, score.retention_months >= 1, "
+                          f"score.write_retries >= 0")
+    m = score.monitoring
+    if not 0 < m.psi_watch <= m.psi_act:
+        raise ConfigError(f"{source}: score.monitoring: need 0 < psi_watch <= psi_act, "
+                          f"got {m.psi_watch} and {m.psi_act}")
 
 
 def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None:

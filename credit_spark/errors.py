@@ -23,3 +23,9 @@ class NoRecordsError(CreditSparkError):
 
 class TableNotFoundError(CreditSparkError):
     """A stage needs a lake table that an earlier stage has not written yet."""
+
+
+class DriftAlert(CreditSparkError):
+    """Scores were written, but population stability reached ``score.monitoring.fail_on``."""
+
+    exit_code = 3

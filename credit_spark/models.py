@@ -115,9 +115,10 @@ def with_class_weights(weights: dict[int, float]):
 
 # --------------------------------------------------------------------------- introspection
 def fitted_classifier(model: PipelineModel):
-    """The stage that predicts (skipping a calibrator appended after it)."""
+    """The stage that predicts (skipping the calibrator and reasons stages appended after it)."""
     from credit_spark.calibration import ProbabilityCalibratorModel
-    stages = [s for s in model.stages if not isinstance(s, ProbabilityCalibratorModel)]
+    from credit_spark.reasons import ReasonCodesModel
+    stages = [s for s in model.stages if not isinstance(s, (ProbabilityCalibratorModel, ReasonCodesModel))]
     return stages[-1]
 
 

@@ -326,20 +326,28 @@ class ScorecardModel(Model, _ScorecardParams, DefaultParamsReadable, DefaultPara
                 .withColumn(self.getOrDefault("scoreCol"), F.lit(offset) - F.lit(factor) * logits[adverse])
                 .drop("_sc_probs"))
 
-    def scorecard_table(self) -> list[dict]:
-        """feature, bin, WOE and points of the adverse class's card (the points that sum to the score)."""
+    def points_by_bin_key(self) -> list[dict]:
+        """feature, bin key (as ``bin_key`` computes it), WOE and points of the adverse class's card."""
         state = self._state()
         card = state["cards"][str(self.getOrDefault("numClasses") - 1)]
         factor, offset = self.points_scale()
         n = len(card["features"])
         rows = []
         for f, coef in zip(card["features"], card["coefficients"]):
-            edges = state["edges"][f]
             for key, w in sorted(card["woe"][f].items(), key=lambda kv: (kv[0] == MISSING, kv[0].zfill(6))):
                 points = -factor * (coef * w + card["intercept"] / n) + offset / n
-                rows.append({"feature": f, "bin": bin_label(key, edges), "woe": w, "points": points,
-                             "iv": card["iv"][f]})
+                rows.append({"feature": f, "bin_key": key, "woe": w, "points": points, "iv": card["iv"][f]})
         return rows
+
+    def bin_edges(self) -> dict[str, list[float] | None]:
+        """Numeric features' bin edges (None for a categorical feature: one bin per value)."""
+        return self._state()["edges"]
+
+    def scorecard_table(self) -> list[dict]:
+        """feature, bin, WOE and points of the adverse class's card (the points that sum to the score)."""
+        edges = self.bin_edges()
+        return [{"feature": r["feature"], "bin": bin_label(r["bin_key"], edges[r["feature"]]), "woe": r["woe"],
+                 "points": r["points"], "iv": r["iv"]} for r in self.points_by_bin_key()]
 
     def iv_table(self) -> list[dict]:
         card = self._state()["cards"][str(self.getOrDefault("numClasses") - 1)]

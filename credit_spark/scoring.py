@@ -1,29 +1,48 @@
-"""Batch scoring: the records of one run date, scored by the registered model, into ``scores``.
+"""The nightly batch scorer: one run date's records, scored by the champion, into ``scores``.
 
 Run date -> records: a run date scores the records of its calendar month. For the public schema,
 whose period is a month name without a year, ``--run-date 2026-09-30`` scores the September
 records; for ``year_month``/``date`` periods it scores yyyymm = 202609; a dataset without a
-period has all its records scored. The ``scores`` table is partitioned by ``run_date``; a rerun for the same date
-replaces exactly that date's rows in one atomic Delta commit, and other dates are untouched.
+period has all its records scored.
+
+Order of a run, so that nothing is written unless it can all be written:
+resolve and load the model (a missing or unreadable one fails here) -> read the features at one
+Delta version -> no records: stop with a message -> score (class, probabilities, points, reasons)
+-> replace the run date's partition of ``scores`` in one commit (retried if a concurrent run for
+another date commits first; a killed run leaves the previous version) -> population stability
+and run statistics into ``monitoring`` (same run date, same rules) -> if configured, exit 3 when
+the drift threshold is reached (the scores are already written: a breach is a signal, not a
+reason to withhold the night's scores).
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import math
+import uuid
+from dataclasses import dataclass, field
 from datetime import date
 
+from pyspark import StorageLevel
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from credit_spark import registry
-from credit_spark.config import Config
-from credit_spark.errors import NoRecordsError
-from credit_spark.features import CUSTOMER_ID, PERIOD, RECORD_ID, Transform, period_for_run_date, slug
-from credit_spark.tables import (FEATURES, SCORES, current_version, read_snapshot, replace_where, rows_written,
-                                 sql_literal)
+from credit_spark import monitoring, registry
+from credit_spark.config import Config, DatasetSpec, ScorecardSettings
+from credit_spark.errors import DriftAlert, NoRecordsError
+from credit_spark.features import (CUSTOMER_ID, PERIOD, RECORD_ID, Transform, feature_catalog,
+                                   period_for_run_date, slug)
+from credit_spark.reasons import REASON_FEATURES
+from credit_spark.tables import (FEATURES, MONITORING, SCORES, commit_tagged, ensure_table, read_snapshot,
+                                 replace_where, sql_literal, with_retries)
 
 logger = logging.getLogger(__name__)
+
+SCORE_POINTS = "score_points"
+PREDICTED_CLASS = "predicted_class"
+STATUS_ORDER = ("ok", "watch", "act")
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,9 @@ class ScoreResult:
     model_version: int
     features_version: int
     scores_version: int
+    run_id: str = ""
+    status: str = "ok"
+    drift: dict[str, float] = field(default_factory=dict)
 
 
 def probability_column(label_class: str) -> str:
@@ -41,43 +63,230 @@ def probability_column(label_class: str) -> str:
     return "prob_" + slug(label_class)
 
 
-def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date,
-              features_version: int) -> Transform:
-    """The ``scores`` contract from model predictions: one probability column per class."""
+# --------------------------------------------------------------------------- schema contract
+def _field(name: str, dtype: T.DataType, comment: str, nullable: bool = True) -> T.StructField:
+    return T.StructField(name, dtype, nullable, metadata={"comment": comment})
+
+
+REASON_TYPE = T.ArrayType(T.StructType([
+    T.StructField("rank", T.IntegerType()), T.StructField("code", T.StringType()),
+    T.StructField("feature", T.StringType()), T.StructField("text", T.StringType()),
+    T.StructField("impact", T.DoubleType())]))
+
+
+def scores_schema(classes: list[str]) -> T.StructType:
+    return T.StructType([
+        _field(CUSTOMER_ID, T.StringType(), "customer id (no names or SSNs in this table)"),
+        _field(RECORD_ID, T.StringType(), "record id of the scored monthly record"),
+        _field("run_date", T.DateType(), "run date of the nightly job (partition)"),
+        _field(PREDICTED_CLASS, T.StringType(), f"predicted class, one of {classes} (best to worst)"),
+        *[_field(probability_column(c), T.DoubleType(), f"calibrated probability of class {c}") for c in classes],
+        _field(SCORE_POINTS, T.DoubleType(), "score in points on the scorecard scale (higher = safer)"),
+        _field("reasons", REASON_TYPE, "up to N adverse-action reasons: rank, code, feature, text, impact "
+                                       "(points lost or log-odds added), largest first"),
+        _field("model_name", T.StringType(), "algorithm of the scoring model"),
+        _field("model_version", T.IntegerType(), "MLflow registered-model version used"),
+        _field("features_version", T.LongType(), "Delta version of the features table read"),
+        _field("run_id", T.StringType(), "id of the scoring run (also in the monitoring table)"),
+        _field("scored_at", T.TimestampType(), "when the row was scored (UTC)"),
+    ])
+
+
+def table_properties(retention_months: int) -> dict[str, str]:
+    """Change Data Feed on; history (log and removed files) kept for the retention period."""
+    days = math.ceil(retention_months * 365.25 / 12)
+    return {"delta.enableChangeDataFeed": "true",
+            "delta.logRetentionDuration": f"interval {days} days",
+            "delta.deletedFileRetentionDuration": f"interval {days} days"}
+
+
+# --------------------------------------------------------------------------- transforms
+def points_scale(settings: ScorecardSettings) -> tuple[float, float]:
+    factor = settings.pdo / math.log(2)
+    return factor, settings.base_score - factor * math.log(settings.base_odds)
+
+
+def with_score_points(classes: list[str], settings: ScorecardSettings) -> Transform:
+    """``score_points`` and ``predicted_class``. A scorecard model's own points are kept (they are
+    the sum of its card's points, which its reasons refer to); any other model's P(adverse) is put
+    on the same scale: offset + factor × ln((1 − p) / p)."""
+    factor, offset = points_scale(settings)
+
     def transform(predictions: DataFrame) -> DataFrame:
-        probs = vector_to_array(F.col("probability"))
-        return predictions.select(
-            CUSTOMER_ID, RECORD_ID,
-            F.lit(run_date).cast("date").alias("run_date"),
-            F.lit(model.model_name).alias("model_name"),
-            F.lit(model.model_version).alias("model_version"),
-            F.element_at(F.array(*[F.lit(c) for c in classes]), F.col("prediction").cast("int") + 1)
-             .alias("predicted_class"),
-            *[probs[i].alias(probability_column(c)) for i, c in enumerate(classes)],
-            F.lit(features_version).cast("long").alias("features_version"),
-            F.current_timestamp().alias("scored_at"),
-        )
+        out = predictions.withColumn(PREDICTED_CLASS, F.element_at(F.array(*[F.lit(c) for c in classes]),
+                                                                   F.col("prediction").cast("int") + 1))
+        if SCORE_POINTS in predictions.columns:
+            return out
+        p = F.least(F.greatest(vector_to_array(F.col("probability"))[len(classes) - 1], F.lit(1e-6)),
+                    F.lit(1 - 1e-6))
+        return out.withColumn(SCORE_POINTS, F.lit(offset) + F.lit(factor) * F.log((1 - p) / p))
     return transform
 
 
+def reason_lookup(spec: DatasetSpec) -> tuple[Column, Column]:
+    """Map literals feature -> code and feature -> text (configured, else "R-<feature>" and the
+    feature's catalog description)."""
+    catalog = {f.name: f.description for f in feature_catalog(spec)}
+    codes = {name: f"R-{name}" for name in catalog}
+    texts = dict(catalog)
+    for name, reason in spec.reason_codes.items():
+        codes[name], texts[name] = reason.code, reason.text
+
+    def literal(mapping: dict[str, str]) -> Column:
+        return F.create_map(*[F.lit(x) for kv in sorted(mapping.items()) for x in kv])
+    return literal(codes), literal(texts)
+
+
+def with_reasons(spec: DatasetSpec) -> Transform:
+    """``reasons`` (rank, code, feature, text, impact) from the model's ``reason_features``."""
+    codes, texts = reason_lookup(spec)
+
+    def transform(df: DataFrame) -> DataFrame:
+        if REASON_FEATURES not in df.columns:   # a model from before reasons existed
+            return df.withColumn("reasons", F.lit(None).cast(REASON_TYPE))
+        return df.withColumn("reasons", F.transform(F.col(REASON_FEATURES), lambda r, i: F.struct(
+            (i + 1).cast("int").alias("rank"), F.element_at(codes, r["feature"]).alias("code"),
+            r["feature"].alias("feature"), F.element_at(texts, r["feature"]).alias("text"),
+            r["impact"].alias("impact"))))
+    return transform
+
+
+def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date, features_version: int,
+              run_id: str) -> Transform:
+    """The ``scores`` contract (see :func:`scores_schema`), in its column order."""
+    schema = scores_schema(classes)
+
+    def transform(scored: DataFrame) -> DataFrame:
+        probs = vector_to_array(F.col("probability"))
+        columns = {
+            CUSTOMER_ID: F.col(CUSTOMER_ID), RECORD_ID: F.col(RECORD_ID),
+            "run_date": F.lit(run_date), PREDICTED_CLASS: F.col(PREDICTED_CLASS),
+            **{probability_column(c): probs[i] for i, c in enumerate(classes)},
+            SCORE_POINTS: F.col(SCORE_POINTS), "reasons": F.col("reasons"),
+            "model_name": F.lit(model.model_name), "model_version": F.lit(model.model_version),
+            "features_version": F.lit(features_version), "run_id": F.lit(run_id),
+            "scored_at": F.current_timestamp(),
+        }
+        return scored.select(*[columns[f.name].cast(f.dataType).alias(f.name) for f in schema.fields])
+    return transform
+
+
+# --------------------------------------------------------------------------- monitoring
+MONITORING_SCHEMA = T.StructType([
+    _field("run_date", T.DateType(), "run date (partition)"),
+    _field("run_id", T.StringType(), "scoring run id (as in scores.run_id)"),
+    _field("model_name", T.StringType(), "algorithm of the scoring model"),
+    _field("model_version", T.IntegerType(), "MLflow registered-model version"),
+    _field("metric", T.StringType(), "psi (score), csi (an input), rows_in, rows_out, class_share, "
+                                     "adverse_share_by_age_band, run_status"),
+    _field("name", T.StringType(), "what the metric is about: score_points, a feature, a class, an age band"),
+    _field("value", T.DoubleType(), "the metric's value"),
+    _field("threshold_watch", T.DoubleType(), "PSI threshold for watch"),
+    _field("threshold_act", T.DoubleType(), "PSI threshold for act"),
+    _field("status", T.StringType(), "ok / watch / act for psi, csi and run_status"),
+    _field("computed_at", T.TimestampType(), "when computed (UTC)"),
+])
+
+
+def monitoring_rows(scored: DataFrame, baseline: dict | None, cfg: Config, rows_in: int,
+                    rows_out: int) -> tuple[list[tuple], str, dict[str, float]]:
+    """(metric, name, value, status) rows of one run, its overall status and the PSI values."""
+    spec, m = cfg.spec, cfg.score.monitoring
+    rows: list[tuple] = [("rows_in", "records", float(rows_in), None), ("rows_out", "scores", float(rows_out), None)]
+    rows += [("class_share", c, v, None)
+             for c, v in monitoring.class_shares(scored, PREDICTED_CLASS, spec.label.classes).items()]
+    if spec.age_column and spec.age_column in scored.columns:
+        rows += [("adverse_share_by_age_band", b["band"], float(b["adverse_share"]), None)
+                 for b in monitoring.adverse_share_by_age_band(scored, spec.age_column, PREDICTED_CLASS,
+                                                               spec.label.classes[-1])]
+    drift: dict[str, float] = {}
+    if baseline is not None:
+        profiled = [c for c in baseline["features"] if c in scored.columns]
+        missing = sorted(set(baseline["features"]) - set(profiled))
+        if missing:
+            logger.warning("monitoring: baseline columns absent from the scored data: %s", missing)
+        drift = monitoring.population_stability(scored, {**baseline, "features": {
+            c: baseline["features"][c] for c in profiled}})
+        for name, value in sorted(drift.items()):
+            rows.append(("psi" if name == SCORE_POINTS else "csi", name, float(value),
+                         monitoring.status(value, m.psi_watch, m.psi_act)))
+    statuses = [r[3] for r in rows if r[3]]
+    overall = max(statuses, key=STATUS_ORDER.index) if statuses else "ok"
+    rows.append(("run_status", overall, max(drift.values(), default=0.0), overall))
+    return rows, overall, drift
+
+
+def load_baseline(cfg: Config, model: registry.ModelRecord) -> dict | None:
+    """The training-time reference distributions logged with the model's training run."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = registry.download_artifacts(model.run_id, f"baseline/{model.model_name}.json", tmp)
+            return json.loads(path.read_text())
+    except Exception as exc:  # a model from before monitoring existed: score, but say so
+        logger.warning("no monitoring baseline for %s v%d (%s): PSI/CSI skipped", model.model_name,
+                       model.model_version, str(exc).splitlines()[0])
+        return None
+
+
+# --------------------------------------------------------------------------- job
 def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreResult:
-    """Score the run date's records and replace that date's partition of ``scores``."""
+    """Score the run date's records into ``scores`` and its statistics into ``monitoring``."""
+    spec = cfg.spec
+    classes = spec.label.classes
     record = registry.resolve(cfg, cfg.score.model)      # fail before reading or writing
     model = registry.load_model(cfg, record)
+    baseline = load_baseline(cfg, record)
     records, features_version = read_snapshot(spark, cfg, FEATURES)
-    period = period_for_run_date(cfg.spec.period, run_date)
+    period = period_for_run_date(spec.period, run_date)
     if period is not None:
         records = records.where(F.col(PERIOD) == period)
     if records.isEmpty():
         raise NoRecordsError(f"no records for run date {run_date} (period {period}) in "
                              f"features v{features_version}: nothing was written")
-    scored = model.transform(records).transform(to_scores(record.classes, record, run_date, features_version))
-    path = cfg.table_path(SCORES)
-    replace_where(scored, path, f"run_date = {sql_literal(run_date.isoformat())}", partition_by=["run_date"])
-    rows = rows_written(spark, path)
-    version = current_version(spark, path)
-    logger.info("scored %d records for %s with %s v%d (features v%d) -> scores v%d", rows, run_date,
-                record.model_name, record.model_version, features_version, version)
-    return ScoreResult(run_date=run_date, rows=rows, model_name=record.model_name,
-                       model_version=record.model_version, features_version=features_version,
-                       scores_version=version)
+    run_id = uuid.uuid4().hex
+    scored = (model.transform(records).transform(with_score_points(classes, cfg.train.scorecard))
+              .transform(with_reasons(spec)).persist(StorageLevel.MEMORY_AND_DISK))
+    day = f"run_date = {sql_literal(run_date.isoformat())}"
+    try:
+        path = cfg.table_path(SCORES)
+        out = scored.transform(to_scores(classes, record, run_date, features_version, run_id))
+        properties = table_properties(cfg.score.retention_months)
+        with_retries(lambda: ensure_table(spark, path, scores_schema(classes), ["run_date"],
+                                          "credit classes, probabilities, points and adverse-action reasons "
+                                          "per record and run date (credit_spark score)", properties),
+                     "create scores", cfg.score.write_retries)
+        logger.info("writing scores for run date %s (run %s)", run_date, run_id)
+        with_retries(lambda: replace_where(out, path, day, ["run_date"], user_metadata=run_id),
+                     f"scores {run_date}", cfg.score.write_retries)
+        version, metrics = commit_tagged(spark, path, run_id)
+        rows_out = int(metrics.get("numOutputRows", -1))
+        rows, status, drift = monitoring_rows(scored, baseline, cfg, rows_in=scored.count(), rows_out=rows_out)
+    finally:
+        scored.unpersist()
+    thresholds = cfg.score.monitoring
+    frame = spark.createDataFrame(
+        [(run_date, run_id, record.model_name, record.model_version, metric, name, value, thresholds.psi_watch,
+          thresholds.psi_act, state, None) for metric, name, value, state in rows],
+        MONITORING_SCHEMA).withColumn("computed_at", F.current_timestamp())
+    mpath = cfg.table_path(MONITORING)
+    with_retries(lambda: ensure_table(spark, mpath, MONITORING_SCHEMA, ["run_date"],
+                                      "per scoring run: PSI of the score, CSI of every input, row counts, class "
+                                      "shares, adverse share by age band, run status", properties),
+                 "create monitoring", cfg.score.write_retries)
+    with_retries(lambda: replace_where(frame, mpath, day, ["run_date"], user_metadata=run_id),
+                 f"monitoring {run_date}", cfg.score.write_retries)
+    logger.info("scored %d records for %s with %s v%d (features v%d) -> scores v%d; monitoring status %s",
+                rows_out, run_date, record.model_name, record.model_version, features_version, version, status)
+    result = ScoreResult(run_date=run_date, rows=rows_out, model_name=record.model_name,
+                         model_version=record.model_version, features_version=features_version,
+                         scores_version=version, run_id=run_id, status=status, drift=drift)
+    fail_on = thresholds.fail_on
+    if fail_on and STATUS_ORDER.index(status) >= STATUS_ORDER.index(fail_on):
+        worst = sorted(drift.items(), key=lambda kv: -kv[1])[:5]
+        raise DriftAlert(f"run {run_date}: population stability reached '{status}' (score.monitoring.fail_on="
+                         f"{fail_on}); scores were written (scores v{version}); largest PSI: "
+                         + ", ".join(f"{k} {v:.3f}" for k, v in worst))
+    return result
+

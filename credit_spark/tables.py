@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import random
+import time
+from typing import Any, Callable, TypeVar
 
+from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from credit_spark.config import Config
 from credit_spark.errors import TableNotFoundError
@@ -18,6 +22,7 @@ FEATURES = "features"
 SCORES = "scores"
 DATA_QUALITY = "data_quality"
 SCORECARD = "scorecard"
+MONITORING = "monitoring"
 
 #: every table of the lake, with the command that writes it (used in "run X first" messages)
 TABLES = {
@@ -27,7 +32,10 @@ TABLES = {
     DATA_QUALITY: "features",
     SCORECARD: "train",
     SCORES: "score",
+    MONITORING: "score",
 }
+
+R = TypeVar("R")
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -82,16 +90,69 @@ def overwrite_table(df: DataFrame, path: str, partition_by: list[str] | None = N
     writer.save(path)
 
 
-def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[str] | None = None) -> None:
+def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[str] | None = None,
+                  user_metadata: str | None = None) -> None:
     """Atomically replace exactly the rows matching ``predicate`` (e.g. one run date) with ``df``.
 
     One Delta commit: a rerun replaces instead of duplicating, and a job killed before the
-    commit leaves the table at its previous version.
+    commit leaves the table at its previous version. ``user_metadata`` tags the commit (a run id),
+    so the run can find its own commit even when other runs commit right after it.
     """
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def with_retries(action: Callable[[], R], what: str, retries: int) -> R:
+    """Run ``action``, retrying when a concurrent Delta commit wins the race.
+
+    Runs for different dates touch disjoint partitions, so Delta rarely conflicts; when it does
+    (e.g. two first runs creating the table, or metadata changes), the losing commit wrote
+    nothing and can simply be tried again after a short jittered back-off.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except Exception as exc:   # the Delta exception classes, or the same raised through Py4J
+            concurrent = isinstance(exc, DeltaConcurrentModificationException) or "Concurrent" in type(exc).__name__ \
+                or "DELTA_CONCURRENT" in str(exc) or "ConcurrentAppendException" in str(exc)
+            if not concurrent or attempt == retries:
+                raise
+            delay = min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
+            logger.warning("%s lost a race with a concurrent commit (%s); retry %d/%d in %.1fs", what,
+                           type(exc).__name__, attempt + 1, retries, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition_by: list[str],
+                 comment: str, properties: dict[str, str]) -> None:
+    """Create the table with its schema, column comments (from the fields' ``comment`` metadata),
+    table comment and properties if it does not exist; on an existing table, (re)set the
+    properties (e.g. a changed retention) without touching data."""
+    builder = (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+               .partitionedBy(*partition_by).comment(comment))
+    for key, value in properties.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    current = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    have = {r["key"]: r["value"] for r in current}
+    changed = {k: v for k, v in properties.items() if have.get(k) != v}
+    if changed:
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
+    """(version, operation metrics) of the latest commit tagged with ``user_metadata``."""
+    row = (DeltaTable.forPath(spark, path).history(50).where(f"userMetadata = {sql_literal(user_metadata)}")
+           .orderBy("version", ascending=False).select("version", "operationMetrics").first())
+    if row is None:
+        raise TableNotFoundError(f"no commit tagged {user_metadata} in the last 50 versions of {path}")
+    return int(row[0]), dict(row[1] or {})
 
 
 def append(df: DataFrame, path: str) -> None:
@@ -99,13 +160,18 @@ def append(df: DataFrame, path: str) -> None:
 
 
 def register_views(spark: SparkSession, cfg: Config) -> list[str]:
-    """Make every existing lake table queryable in SQL by its short name (``FROM scores``)."""
+    """Make every existing lake table queryable in SQL by its short name (``FROM scores``), and,
+    once the scorer has run, the shipped downstream views (``conf/sql/*.sql``)."""
+    from credit_spark.views import register_sql_views
+
     registered = []
     for name in TABLES:
         path = cfg.table_path(name)
         if table_exists(spark, path):
             spark.read.format("delta").load(path).createOrReplaceTempView(name)
             registered.append(name)
+    if SCORES in registered and MONITORING in registered:
+        registered += register_sql_views(spark, cfg.spec.label.classes)
     return registered
 
 

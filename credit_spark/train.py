@@ -36,13 +36,16 @@ from credit_spark.calibration import ProbabilityCalibrator
 from credit_spark.comparison import Difference, compare_with_baseline
 from credit_spark.config import Config
 from credit_spark.errors import NoRecordsError
-from credit_spark.features import LABEL, RECORD_ID, Transform
+from credit_spark.features import LABEL, RECORD_ID, Transform, categorical_features, numeric_features
 from credit_spark.metrics import ModelMetrics
+from credit_spark.monitoring import baseline_profile
+from credit_spark.reasons import ReasonCodesModel, linear_reasons, points_reasons, used_features
 from credit_spark.metrics import evaluate as metrics_evaluate
 from credit_spark.models import (LABEL_INDEX, balanced_weights, build_pipeline, fitted_classifier, importance,
                                  with_class_weights)
 from credit_spark.report import load_results, verdict, write_report
 from credit_spark.scorecard import ScorecardModel
+from credit_spark.scoring import SCORE_POINTS, with_score_points
 from credit_spark.splits import make_splits
 from credit_spark.tables import FEATURES, SCORECARD, append, read_snapshot
 from credit_spark.tuning import MetricEvaluator, TuningResult, fit_tuned
@@ -186,6 +189,32 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
+# --------------------------------------------------------------------------- explanations, baselines
+def reasons_stage(name: str, model: PipelineModel, card: ScorecardModel | None, train: DataFrame, adverse: int,
+                  max_reasons: int) -> ReasonCodesModel:
+    """The adverse-action reasons stage of a fitted model (see credit_spark.reasons)."""
+    if name == BASELINE:
+        return points_reasons(fitted_classifier(model), None, max_reasons)
+    if name == "logistic_regression":
+        return linear_reasons(model, train, adverse, max_reasons)
+    if card is None:
+        logger.warning("%s: no scorecard in this run to explain it with; its scores will carry no reasons", name)
+        return ReasonCodesModel(method="points", state=json.dumps({"points": {}, "edges": {}}))
+    return points_reasons(card, used_features(model, train.limit(0)), max_reasons)
+
+
+def monitoring_baselines(fitted: dict[str, PipelineModel], train: DataFrame, cfg: Config) -> dict[str, dict]:
+    """Per model: the training distribution of every input (profiled once) and of its score."""
+    spec = cfg.spec
+    inputs = baseline_profile(train, numeric_features(spec), categorical_features(spec), score_col=None)
+    out = {}
+    for name, model in fitted.items():
+        scored = model.transform(train).transform(with_score_points(spec.label.classes, cfg.train.scorecard))
+        score = baseline_profile(scored, [], [], score_col=SCORE_POINTS)
+        out[name] = {**inputs, "features": {**inputs["features"], **score["features"]}}
+    return out
+
+
 # --------------------------------------------------------------------------- job
 def class_counts(df: DataFrame) -> dict[int, int]:
     return {int(r[0]): int(r[1]) for r in df.groupBy(LABEL_INDEX).count().collect()}
@@ -248,6 +277,13 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
             logger.info("%s: validation %s %.4f; test %s", algorithm, settings.primary_metric,
                         validation_metric[algorithm], {k: round(v, 4) for k, v in metrics[algorithm].headline().items()})
 
+        # explanations and monitoring baselines travel with each model
+        card = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
+        for name in list(fitted):
+            stage = reasons_stage(name, fitted[name], card, train_df, len(classes) - 1, cfg.score.max_reasons)
+            fitted[name] = PipelineModel(stages=[*fitted[name].stages, stage])
+        baselines = monitoring_baselines(fitted, train_df, cfg)
+
         comparison: list[Difference] = []
         if BASELINE in fitted:
             adverse = classes[-1]
@@ -288,6 +324,8 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
             mlflow.log_metrics(_finite({f"{d.model}.vs_{d.baseline}.{d.metric}.diff": d.difference,
                                         f"{d.model}.vs_{d.baseline}.{d.metric}.ci_low": d.ci_low,
                                         f"{d.model}.vs_{d.baseline}.{d.metric}.ci_high": d.ci_high}))
+        for name, baseline in baselines.items():
+            mlflow.log_dict(baseline, f"baseline/{name}.json")
         versions = {}
         for name, model in fitted.items():
             versions[name] = registry.log_spark_model(model, name, cfg, tags={

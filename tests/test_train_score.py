@@ -179,8 +179,9 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
     first = score_run_date(spark, cfg, date(2026, 9, 30))
     assert first.rows == 200 and first.model_version == chosen.model_version
     scores = spark.read.format("delta").load(cfg.table_path(SCORES))
-    expected_cols = ["customer_id", "record_id", "run_date", "model_name", "model_version", "predicted_class",
-                     *[probability_column(c) for c in cfg.spec.label.classes], "features_version", "scored_at"]
+    expected_cols = ["customer_id", "record_id", "run_date", "predicted_class",
+                     *[probability_column(c) for c in cfg.spec.label.classes], "score_points", "reasons",
+                     "model_name", "model_version", "features_version", "run_id", "scored_at"]
     assert scores.columns == expected_cols
     probs = scores.select(sum(F.col(probability_column(c)) for c in cfg.spec.label.classes).alias("s"))
     assert probs.where(F.abs(F.col("s") - 1.0) > 1e-6).count() == 0

@@ -1,0 +1,229 @@
+"""Model monitoring: reference distributions, population stability (PSI/CSI), fairness and class mix.
+
+Pure library functions: they read DataFrames and return small Python values (dicts, lists,
+floats), never write tables and never collect data to the driver — only aggregates whose size
+is features x buckets (like the scorecard's count table).
+
+Buckets (the same keys as the scorecard's bins, see :func:`credit_spark.scorecard.bin_key`):
+
+* numeric columns (and the score column): edges are the approximate deciles (``bins`` quantiles)
+  from ONE ``approxQuantile`` call over all numeric columns (relative error 0.001), sorted and
+  de-duplicated, non-finite edges dropped; bucket ``"i"`` holds the values in
+  ``[edges[i-1], edges[i])``, bucket ``"0"`` and the last bucket are open-ended;
+* categorical columns: the ``max_categories`` most frequent values (ties by value) keep their own
+  bucket, every other value goes to ``"__other__"`` — at monitoring time also values never seen
+  in the reference;
+* null (and NaN for numbers) is its own bucket ``"missing"``. ``"missing"`` and ``"__other__"``
+  are reserved: a category spelt exactly like one of them shares its bucket.
+
+PSI of a column (for a model input this is also called the CSI, characteristic stability index)::
+
+    psi = sum over the union of buckets of (a - e) * ln(a / e)
+
+with ``e``/``a`` the expected (reference) and actual (current) shares of a bucket, each floored
+at ``PSI_FLOOR = 1e-4``: a bucket empty on one side then adds a large but finite term instead
+of an infinite one. A distribution compared with itself gives exactly 0. Usual reading:
+< 0.1 stable, 0.1-0.25 watch, >= 0.25 act (see :func:`status`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from credit_spark.errors import MissingColumnError
+from credit_spark.scorecard import MISSING, bin_key
+
+OTHER = "__other__"
+UNKNOWN_AGE = "unknown"
+PSI_FLOOR = 1e-4
+QUANTILE_ERROR = 0.001
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+STATUSES = ("ok", "watch", "act")
+
+
+class ColumnsMissingError(MissingColumnError, ValueError):
+    """Columns a profile (or a call) needs are not in the DataFrame."""
+
+
+def _require_columns(df: DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ColumnsMissingError(f"{what}: column(s) missing from the DataFrame: {missing}")
+
+
+# --------------------------------------------------------------------------- bucketing
+def _category_bucket(column: str, categories: list[str]) -> Column:
+    """A category's own value if it is one of ``categories``, else ``__other__``; null -> missing."""
+    value = F.col(column).cast("string")
+    known = value.isin(*categories) if categories else F.lit(False)
+    return F.when(value.isNull(), F.lit(MISSING)).when(known, value).otherwise(F.lit(OTHER))
+
+
+def _count_table(df: DataFrame, buckets: dict[str, Column]) -> DataFrame:
+    """(feature, bucket, count) over all columns in one explode + groupBy pass."""
+    pairs = F.explode(F.array(*[F.struct(F.lit(name).alias("feature"), expr.alias("bucket"))
+                                for name, expr in buckets.items()]))
+    return df.select(pairs.alias("p")).groupBy("p.feature", "p.bucket").count()
+
+
+def _shares(rows: list, features: Iterable[str]) -> tuple[int, dict[str, dict[str, float]]]:
+    """Rows of (feature, bucket, count) -> (row count, {feature: {bucket: share}})."""
+    counts: dict[str, dict[str, int]] = {f: {} for f in features}
+    for r in rows:
+        counts[r["feature"]][r["bucket"]] = int(r["count"])
+    n = max((sum(c.values()) for c in counts.values()), default=0)   # every row is in one bucket per feature
+    return n, {f: {b: k / n for b, k in sorted(c.items())} if n else {} for f, c in counts.items()}
+
+
+# --------------------------------------------------------------------------- reference profile
+def baseline_profile(df: DataFrame, numeric: list[str], categorical: list[str],
+                     score_col: str | None = "score_points", bins: int = 10,
+                     max_categories: int = 20) -> dict:
+    """The reference distribution of every input (and of the score), taken at training time.
+
+    Returns a JSON-able dict::
+
+        {"rows": n, "features": {name: {"kind": "numeric", "edges": [...], "shares": {bucket: share}}
+                                        | {"kind": "categorical", "shares": {category: share}}}}
+
+    One ``approxQuantile`` call for the edges of all numeric columns, then one explode +
+    groupBy pass for the shares of all columns (the top ``max_categories`` of a categorical
+    column are chosen on the aggregated counts inside the same Spark job).
+    """
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    if max_categories < 1:
+        raise ValueError(f"max_categories must be >= 1, got {max_categories}")
+    numeric_cols = list(dict.fromkeys([*numeric, *([score_col] if score_col else [])]))
+    categorical_cols = [c for c in dict.fromkeys(categorical) if c not in numeric_cols]
+    _require_columns(df, [*numeric_cols, *categorical_cols], "baseline_profile")
+
+    edges: dict[str, list[float]] = {}
+    if numeric_cols:
+        typed = df.select(*[F.col(c).cast("double").alias(c) for c in numeric_cols])
+        quantiles = typed.approxQuantile(numeric_cols, [i / bins for i in range(1, bins)], QUANTILE_ERROR)
+        edges = {c: sorted({float(q) for q in qs if math.isfinite(q)}) for c, qs in zip(numeric_cols, quantiles)}
+
+    buckets = {c: bin_key(c, edges[c]) for c in numeric_cols}
+    buckets.update({c: F.coalesce(F.col(c).cast("string"), F.lit(MISSING)) for c in categorical_cols})
+    if not buckets:
+        return {"rows": int(df.count()), "features": {}}
+
+    counted = _count_table(df, buckets)
+    if categorical_cols:
+        # keep the top categories per column, the rest becomes __other__ (on the small count table)
+        is_category = F.col("feature").isin(*categorical_cols) & (F.col("bucket") != MISSING)
+        rank = F.row_number().over(Window.partitionBy("feature", is_category)
+                                   .orderBy(F.col("count").desc(), F.col("bucket")))
+        counted = (counted.withColumn("bucket", F.when(is_category & (rank > max_categories), F.lit(OTHER))
+                                      .otherwise(F.col("bucket")))
+                   .groupBy("feature", "bucket").agg(F.sum("count").alias("count")))
+    n, shares = _shares(counted.collect(), buckets)
+
+    features: dict[str, dict] = {}
+    for c in numeric_cols:
+        features[c] = {"kind": NUMERIC, "edges": edges[c], "shares": shares[c]}
+    for c in categorical_cols:
+        features[c] = {"kind": CATEGORICAL, "shares": shares[c]}
+    return {"rows": n, "features": features}
+
+
+def profile_categories(feature: dict) -> list[str]:
+    """The categories a categorical profile entry keeps in their own bucket."""
+    return sorted(k for k in feature["shares"] if k not in (MISSING, OTHER))
+
+
+def current_shares(df: DataFrame, profile: dict) -> dict[str, dict[str, float]]:
+    """Bucket shares of every profiled column of ``df``, bucketed as the profile says (one pass).
+
+    Numeric columns use the profile's edges; a category not kept in the profile goes to
+    ``__other__``. Columns absent from ``df`` raise a ``ValueError`` naming them.
+    """
+    features: dict[str, dict] = profile["features"]
+    _require_columns(df, features, "population_stability")
+    if not features:
+        return {}
+    buckets = {name: (bin_key(name, [float(e) for e in f["edges"]]) if f["kind"] == NUMERIC
+                      else _category_bucket(name, profile_categories(f)))
+               for name, f in features.items()}
+    _, shares = _shares(_count_table(df, buckets).collect(), buckets)
+    return shares
+
+
+# --------------------------------------------------------------------------- stability
+def psi(expected: dict[str, float], actual: dict[str, float]) -> float:
+    """``sum((a - e) * ln(a / e))`` over the union of buckets, both shares floored at ``PSI_FLOOR``."""
+    total = 0.0
+    for bucket in sorted(set(expected) | set(actual)):
+        e = max(float(expected.get(bucket, 0.0)), PSI_FLOOR)
+        a = max(float(actual.get(bucket, 0.0)), PSI_FLOOR)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def population_stability(df: DataFrame, profile: dict) -> dict[str, float]:
+    """PSI of every profiled column of ``df`` against the reference ``profile`` (one pass over ``df``)."""
+    actual = current_shares(df, profile)
+    return {name: psi(f["shares"], actual[name]) for name, f in profile["features"].items()}
+
+
+def status(value: float, watch: float, act: float) -> str:
+    """"act" when ``value >= act``, "watch" when ``value >= watch``, else "ok"."""
+    if watch > act:
+        raise ValueError(f"watch threshold {watch} is above the act threshold {act}")
+    if value >= act:
+        return "act"
+    if value >= watch:
+        return "watch"
+    return "ok"
+
+
+# --------------------------------------------------------------------------- fairness and class mix
+def age_band_labels(bands: tuple[int, ...] | list[int]) -> list[str]:
+    """(25, 35, 65) -> ["<25", "25-34", "35-64", "65+"] (the "unknown" band comes on top)."""
+    bounds = list(bands)
+    return ([f"<{bounds[0]}"] + [f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:])]
+            + [f"{bounds[-1]}+"])
+
+
+def age_band(column: str, bands: tuple[int, ...] | list[int]) -> Column:
+    """The age band of a value: "<25", "25-34", ..., "65+"; null or NaN -> "unknown"."""
+    labels = age_band_labels(bands)
+    age = F.col(column).cast("double")
+    expr = F.when(age.isNull() | F.isnan(age), F.lit(UNKNOWN_AGE))
+    for bound, label in zip(bands, labels):
+        expr = expr.when(age < bound, F.lit(label))
+    return expr.otherwise(F.lit(labels[-1]))
+
+
+def adverse_share_by_age_band(df: DataFrame, age_col: str, predicted_col: str, adverse_class: str,
+                              bands: tuple[int, ...] = (25, 35, 45, 55, 65)) -> list[dict]:
+    """Rows and share of ``adverse_class`` predictions per age band (one groupBy).
+
+    Bands are ``[lo, hi)``: "<25", "25-34", ..., "65+", plus "unknown" for a null age; only bands
+    with rows are returned, in that order. A null prediction counts as not adverse.
+    """
+    bands = tuple(bands)
+    if not bands or any(lo >= hi for lo, hi in zip(bands, bands[1:])):
+        raise ValueError(f"age bands must be a non-empty increasing sequence, got {bands}")
+    _require_columns(df, [age_col, predicted_col], "adverse_share_by_age_band")
+    adverse = F.coalesce((F.col(predicted_col) == F.lit(adverse_class)).cast("double"), F.lit(0.0))
+    rows = (df.groupBy(age_band(age_col, bands).alias("band"))
+            .agg(F.count(F.lit(1)).alias("rows"), F.avg(adverse).alias("adverse_share")).collect())
+    order = {label: i for i, label in enumerate([*age_band_labels(bands), UNKNOWN_AGE])}
+    return [{"band": r["band"], "rows": int(r["rows"]), "adverse_share": float(r["adverse_share"])}
+            for r in sorted(rows, key=lambda r: order[r["band"]])]
+
+
+def class_shares(df: DataFrame, predicted_col: str, classes: list[str]) -> dict[str, float]:
+    """Share of all rows predicted as each class (one groupBy); a class without rows gets 0.0.
+
+    Shares are of all rows, so predictions outside ``classes`` (or null) make the sum < 1.
+    """
+    _require_columns(df, [predicted_col], "class_shares")
+    counts = {r[0]: int(r[1]) for r in df.groupBy(F.col(predicted_col).cast("string")).count().collect()}
+    n = sum(counts.values())
+    return {c: (counts.get(c, 0) / n if n else 0.0) for c in classes}

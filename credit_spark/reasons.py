@@ -1,0 +1,134 @@
+"""Adverse-action reasons: which factors pushed a customer's score down, as a pipeline stage.
+
+``ReasonCodesModel`` is appended to every trained pipeline (after the calibrator), so the saved
+model that scores also explains, with state fixed at training time. It writes ``reason_features``:
+up to ``maxReasons`` structs ``(feature, impact)``, largest impact first, only impacts > 0, and
+only features the model actually uses. The scorer maps features to codes and texts from the
+dataset spec (``reason_codes``). Two methods:
+
+* ``points`` — scorecard points below the feature's best bin: ``impact = max_b points(f, b) −
+  points(f, customer's bin)``, over the card of the adverse class. For a scorecard model these
+  are exactly its own points (they sum to its score). A tree model has no per-customer
+  attribution in MLlib, so it uses the card of the scorecard trained in the same run as a
+  surrogate, restricted to the features the trees use (non-zero importance) — documented as such.
+* ``linear`` — logistic regression: ``impact = Σ_slots w_s (x_s − mean_s)`` over the feature's
+  slots of the scaled input vector (one-hot slots of a category add up to their feature), with
+  ``w`` the adverse class's coefficients minus the mean over classes (its exact contribution to
+  the adverse log-odds against the classes' geometric mean) and ``mean`` the training mean.
+
+Both are built-in column expressions: no Python UDF runs per row.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from pyspark import keyword_only
+from pyspark.ml import Model, PipelineModel
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.stat import Summarizer
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from credit_spark.scorecard import ScorecardModel, bin_key
+
+REASON_FEATURES = "reason_features"
+METHODS = ("points", "linear")
+
+
+class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
+    """Top adverse factors per row (see module docstring); fitted state in ``state`` (JSON)."""
+
+    method = Param(Params._dummy(), "method", "points | linear", typeConverter=TypeConverters.toString)
+    state = Param(Params._dummy(), "state", "JSON: per-feature points tables, or linear slot weights",
+                  typeConverter=TypeConverters.toString)
+    maxReasons = Param(Params._dummy(), "maxReasons", "reasons kept per row", typeConverter=TypeConverters.toInt)
+    outputCol = Param(Params._dummy(), "outputCol", "array<struct<feature, impact>>",
+                      typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, method: str = "points", state: str = "{}", maxReasons: int = 4,
+                 outputCol: str = REASON_FEATURES):
+        super().__init__()
+        self._setDefault(method="points", state="{}", maxReasons=4, outputCol=REASON_FEATURES)
+        self._set(**self._input_kwargs)
+        if self.getOrDefault("method") not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.getOrDefault('method')!r}")
+
+    def _impacts(self) -> dict[str, Column]:
+        state = json.loads(self.getOrDefault("state"))
+        if self.getOrDefault("method") == "points":
+            impacts = {}
+            for feature, table in state["points"].items():
+                best = max(table.values())
+                mapping = F.create_map(*[x for k, v in table.items() for x in (F.lit(k), F.lit(best - v))])
+                # a bin never seen in training scores neutral: no reason
+                impacts[feature] = F.coalesce(F.element_at(mapping, bin_key(feature, state["edges"][feature])),
+                                              F.lit(0.0))
+            return impacts
+        x = vector_to_array(F.col(state["input_col"]))
+        impacts = {}
+        for feature, slots in state["features"].items():
+            terms = [F.lit(w) * (x[i] - F.lit(m)) for i, w, m in slots]
+            impacts[feature] = sum(terms[1:], terms[0])
+        return impacts
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        impacts = self._impacts()
+        if not impacts:
+            return dataset.withColumn(self.getOrDefault("outputCol"),
+                                      F.array().cast("array<struct<feature:string,impact:double>>"))
+        # sort by (-impact, feature): largest first, ties by name, deterministic
+        pairs = F.array(*[F.struct((-c.cast("double")).alias("neg"), F.lit(f).alias("feature"))
+                          for f, c in impacts.items()])
+        ranked = F.sort_array(F.filter(pairs, lambda p: p["neg"] < F.lit(-1e-9)))
+        top = F.slice(ranked, 1, self.getOrDefault("maxReasons"))
+        return dataset.withColumn(self.getOrDefault("outputCol"), F.transform(
+            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact"))))
+
+
+# --------------------------------------------------------------------------- fitting
+def points_reasons(card: ScorecardModel, used: set[str] | None = None, max_reasons: int = 4) -> ReasonCodesModel:
+    """Reasons from the adverse card's points (optionally only the features in ``used``)."""
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in card.points_by_bin_key():
+        if used is None or row["feature"] in used:
+            table[row["feature"]][row["bin_key"]] = row["points"]
+    edges = card.bin_edges()
+    state = {"points": dict(table), "edges": {f: edges[f] for f in table}}
+    return ReasonCodesModel(method="points", state=json.dumps(state), maxReasons=max_reasons)
+
+
+def source_feature(slot_name: str) -> str:
+    """``Occupation = Engineer`` (a one-hot slot) -> ``Occupation``; numeric slots are their feature."""
+    return slot_name.split(" = ", 1)[0]
+
+
+def linear_reasons(model: PipelineModel, train: DataFrame, adverse: int, max_reasons: int = 4) -> ReasonCodesModel:
+    """Reasons from a logistic regression's coefficients and the training means of its inputs."""
+    from credit_spark.models import fitted_classifier, vector_slot_names
+
+    lr = fitted_classifier(model)
+    input_col = lr.getFeaturesCol()
+    names = vector_slot_names(model, train.limit(0))
+    matrix = lr.coefficientMatrix.toArray()
+    weights = matrix[0] if matrix.shape[0] == 1 else matrix[adverse] - matrix.mean(axis=0)
+    means = Summarizer.metrics("mean").summary(F.col(input_col)).alias("s")
+    mean = model.transform(train).select(means).first()["s"]["mean"].toArray()
+    features: dict[str, list] = defaultdict(list)
+    for i, (name, w, m) in enumerate(zip(names, weights, mean)):
+        if w != 0.0:             # an elastic-net zero: the model does not use this slot
+            features[source_feature(name)].append([i, float(w), float(m)])
+    state = {"input_col": input_col, "features": dict(features)}
+    return ReasonCodesModel(method="linear", state=json.dumps(state), maxReasons=max_reasons)
+
+
+def used_features(model: PipelineModel, sample: DataFrame) -> set[str]:
+    """Source features with non-zero importance in a tree model."""
+    from credit_spark.models import fitted_classifier, vector_slot_names
+
+    names = vector_slot_names(model, sample)
+    importances = fitted_classifier(model).featureImportances.toArray()
+    return {source_feature(n) for n, v in zip(names, importances) if v > 0}

@@ -1,0 +1,203 @@
+"""The nightly scorer as a product: content, reasons, idempotent and concurrent writes, kills, drift."""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from credit_spark.config import MonitoringSettings, load_config
+from credit_spark.errors import DriftAlert
+from credit_spark.features import build_features
+from credit_spark.generate import generate_records
+from credit_spark.scorecard import bin_key
+from credit_spark.scoring import probability_column, score_run_date
+from credit_spark.tables import FEATURES, MONITORING, SCORES, current_version, overwrite_table
+from credit_spark.train import fitted_classifier, train
+
+from conftest import TEST_SPARK
+
+FAST = """
+train:
+  algorithms: [logistic_regression, scorecard]
+  tuning: {method: none}
+  comparison: {bootstrap_samples: 200}
+"""
+SEPTEMBER, AUGUST, JULY = date(2026, 9, 30), date(2026, 8, 31), date(2026, 7, 31)
+
+
+def with_model(cfg, model: str):
+    return dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, model=model))
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """One trained lake for the module: 200 customers x 8 months + an unlabelled September."""
+    base = tmp_path_factory.mktemp("scoring")
+    overlay = base / "fast.yaml"
+    overlay.write_text(FAST)
+    cfg = dataclasses.replace(load_config([str(overlay)], lake=str(base / "lake")), spark=TEST_SPARK)
+    labelled = generate_records(spark, 1600, seed=8)
+    september = generate_records(spark, 200, seed=8, months=1, start_month=9, labeled=False) \
+        .withColumn("Credit_Score", F.lit(None).cast("string"))
+    overwrite_table(build_features(labelled.unionByName(september), cfg.spec), cfg.table_path(FEATURES),
+                    partition_by=["period"])
+    result = train(spark, cfg)
+    return cfg, result, overlay
+
+
+def scores(spark, cfg):
+    return spark.read.format("delta").load(cfg.table_path(SCORES))
+
+
+def test_scored_rows_carry_points_reasons_and_lineage(spark, trained):
+    cfg, result, _ = trained
+    out = score_run_date(spark, cfg, SEPTEMBER)
+    assert out.rows == 200 and out.status in ("ok", "watch", "act")
+    table = scores(spark, cfg).where(F.col("run_id") == out.run_id)
+    assert table.count() == 200
+    row = table.first()
+    assert row.model_version == result.versions[result.selected] and row.features_version == out.features_version
+    assert row.predicted_class in cfg.spec.label.classes
+    assert sum(getattr(row, probability_column(c)) for c in cfg.spec.label.classes) == pytest.approx(1.0)
+    # every row has between 0 and max_reasons reasons, ranked 1.., impacts positive and descending
+    for r in table.select("reasons").collect():
+        assert len(r.reasons) <= cfg.score.max_reasons
+        assert [x.rank for x in r.reasons] == list(range(1, len(r.reasons) + 1))
+        impacts = [x.impact for x in r.reasons]
+        assert all(i > 0 for i in impacts) and impacts == sorted(impacts, reverse=True)
+    assert table.where(F.size("reasons") > 0).count() > 100
+    # codes and texts from the dataset spec
+    debt = table.select(F.explode("reasons").alias("r")).where("r.feature = 'Outstanding_Debt'").first()
+    if debt is not None:
+        assert (debt.r.code, debt.r.text) == ("R01", "Amount owed on accounts is too high")
+
+
+def test_scorecard_reasons_are_its_points_below_the_best_bin(spark, trained):
+    """Hand-check a few rows: points add up to score_points; reasons = the largest points lost."""
+    cfg, result, _ = trained
+    cfg = with_model(cfg, "scorecard")
+    out = score_run_date(spark, cfg, AUGUST)
+    from credit_spark import registry
+    card = fitted_classifier(registry.load_model(cfg, registry.resolve(cfg, "scorecard")))
+    table: dict[str, dict[str, float]] = {}
+    for r in card.points_by_bin_key():
+        table.setdefault(r["feature"], {})[r["bin_key"]] = r["points"]
+    edges = card.bin_edges()
+    features = spark.read.format("delta").load(cfg.table_path(FEATURES)).where("period = 8")
+    bins = features.select("record_id", *[bin_key(f, edges[f]).alias(f) for f in table])
+    scored = scores(spark, cfg).where(F.col("run_id") == out.run_id).join(bins, "record_id")
+    for row in scored.orderBy("record_id").limit(5).collect():
+        points = {f: table[f][row[f]] for f in table}
+        assert sum(points.values()) == pytest.approx(row.score_points, abs=1e-6)
+        lost = sorted(((max(table[f].values()) - p, f) for f, p in points.items()), key=lambda x: (-x[0], x[1]))
+        expected = [(f, v) for v, f in lost if v > 1e-9][: cfg.score.max_reasons]
+        assert [(x.feature, pytest.approx(x.impact, abs=1e-6)) for x in row.reasons] == expected
+
+
+def test_rerun_replaces_the_date_with_the_same_values(spark, trained):
+    cfg, _, _ = trained
+    first = score_run_date(spark, cfg, JULY)
+    columns = ["record_id", "predicted_class", "score_points", "reasons"]
+    before = scores(spark, cfg).where(F.col("run_date") == JULY).select(*columns).orderBy("record_id").collect()
+    second = score_run_date(spark, cfg, JULY)
+    after = scores(spark, cfg).where(F.col("run_date") == JULY)
+    assert after.count() == first.rows == second.rows == 200
+    assert after.select(*columns).orderBy("record_id").collect() == before
+    assert {r.run_id for r in after.select("run_id").distinct().collect()} == {second.run_id}
+    assert second.scores_version > first.scores_version
+
+
+def test_table_properties_comments_and_monitoring(spark, trained):
+    cfg, _, _ = trained
+    score_run_date(spark, cfg, SEPTEMBER)
+    detail = DeltaTable.forPath(spark, cfg.table_path(SCORES)).detail().first()
+    props = detail.properties
+    assert props["delta.enableChangeDataFeed"] == "true"
+    assert props["delta.logRetentionDuration"] == "interval 761 days"      # 25 months
+    assert props["delta.deletedFileRetentionDuration"] == "interval 761 days"
+    assert detail.partitionColumns == ["run_date"] and "adverse-action" in detail.description
+    comments = {f.name: f.metadata.get("comment") for f in scores(spark, cfg).schema.fields}
+    assert all(comments.values()) and "MLflow" in comments["model_version"]
+    monitor = spark.read.format("delta").load(cfg.table_path(MONITORING)).where(F.col("run_date") == SEPTEMBER)
+    metrics = {(r.metric, r.name): r for r in monitor.collect()}
+    assert metrics[("rows_in", "records")].value == 200 == metrics[("rows_out", "scores")].value
+    assert ("psi", "score_points") in metrics
+    assert {("csi", "Outstanding_Debt"), ("csi", "Occupation")} <= set(metrics)
+    assert sum(r.value for (m, _), r in metrics.items() if m == "class_share") == pytest.approx(1.0)
+    assert any(m == "adverse_share_by_age_band" for m, _ in metrics)
+    assert sum(1 for m, _ in metrics if m == "run_status") == 1
+
+
+def test_concurrent_runs_for_two_dates_both_land(spark, trained):
+    cfg, _, _ = trained
+    results, errors = {}, []
+
+    def run(day):
+        try:
+            results[day] = score_run_date(spark, cfg, day)
+        except Exception as exc:   # surfaced below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(d,)) for d in (date(2026, 5, 31), date(2026, 6, 30))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    table = scores(spark, cfg)
+    for day, result in results.items():
+        assert table.where((F.col("run_date") == day) & (F.col("run_id") == result.run_id)).count() == 200
+
+
+def test_a_killed_run_leaves_the_previous_version_and_the_rerun_completes(spark, trained):
+    cfg, _, overlay = trained
+    day = date(2026, 4, 30)
+    path = cfg.table_path(SCORES)
+    score_run_date(spark, cfg, SEPTEMBER)            # the table exists with other dates
+    before_version, before_rows = current_version(spark, path), scores(spark, cfg).count()
+    cli = Path(sys.executable).parent / "credit-spark"
+    proc = subprocess.Popen([str(cli), "--lake", cfg.lake.root, "--conf", str(overlay), "score", "--run-date",
+                             day.isoformat()], stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "CREDIT_SPARK_ENV": "local"})
+    deadline = time.time() + 300
+    try:
+        for line in proc.stderr:          # kill as soon as the write starts
+            if "writing scores for run date" in line:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            assert time.time() < deadline, "the scoring subprocess never started writing"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert current_version(spark, path) == before_version
+    assert scores(spark, cfg).count() == before_rows
+    assert scores(spark, cfg).where(F.col("run_date") == day).count() == 0
+    rerun = score_run_date(spark, cfg, day)
+    assert rerun.rows == 200 and scores(spark, cfg).where(F.col("run_date") == day).count() == 200
+
+
+def test_drift_breach_writes_the_scores_then_fails(spark, trained):
+    cfg, _, _ = trained
+    # a night whose debts are ten times the training ones
+    features = spark.read.format("delta").load(cfg.table_path(FEATURES))
+    shifted = features.where("period = 3").withColumn("Outstanding_Debt", F.col("Outstanding_Debt") * 10 + 5000)
+    overwrite_table(features.where("period != 3").unionByName(shifted), cfg.table_path(FEATURES),
+                    partition_by=["period"])
+    strict = dataclasses.replace(cfg, score=dataclasses.replace(
+        cfg.score, monitoring=MonitoringSettings(psi_watch=0.1, psi_act=0.25, fail_on="act")))
+    with pytest.raises(DriftAlert, match=r"reached 'act'.*scores were written.*Outstanding_Debt"):
+        score_run_date(spark, strict, date(2026, 3, 31))
+    assert scores(spark, cfg).where(F.col("run_date") == date(2026, 3, 31)).count() == 200
+    monitor = spark.read.format("delta").load(cfg.table_path(MONITORING)).where(F.col("run_date") == date(2026, 3, 31))
+    debt = monitor.where("metric = 'csi' AND name = 'Outstanding_Debt'").first()
+    assert debt.value > 0.25 and debt.status == "act"
+    assert monitor.where("metric = 'run_status'").first().status == "act"
