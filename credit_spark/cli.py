@@ -262,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from credit_spark.session import get_spark
 
         spark = None if args.command in NO_SPARK else get_spark(cfg.spark)
+        if spark is not None:
+            from credit_spark.tables import ensure_schema
+            ensure_schema(spark, cfg)
         handler(spark, cfg, args)
         return 0
     except CreditSparkError as exc:

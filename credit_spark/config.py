@@ -182,6 +182,10 @@ class SparkSettings:
 class LakeSettings:
     #: root folder (or URI) of the Delta tables; relative paths are taken from the working dir
     root: str = "lake"
+    #: set to keep the tables in a metastore schema instead of paths (Databricks / Unity Catalog):
+    #: tables are then ``[catalog.]schema.<table>``; ``root`` still holds local side files
+    schema: str | None = None
+    catalog: str | None = None
 
 
 #: a tuning grid: settings key -> candidate values, e.g. {"reg_param": [0.001, 0.01]}
@@ -342,6 +346,9 @@ class Config:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def table_path(self, name: str) -> str:
+        """A table's reference: its path under the lake root, or its metastore name."""
+        if self.lake.schema:
+            return ".".join(p for p in (self.lake.catalog, self.lake.schema, name) if p)
         return f"{self.lake.root.rstrip('/')}/{name}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -502,7 +509,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
                           f"got '{cfg.score.model}'")
     root = cfg.lake.root
     if "://" not in root and not root.startswith(("dbfs:", "file:")):
-        cfg = dataclasses.replace(cfg, lake=LakeSettings(root=str(Path(root).resolve())))
+        cfg = dataclasses.replace(cfg, lake=dataclasses.replace(cfg.lake, root=str(Path(root).resolve())))
     return cfg
 
 

@@ -13,7 +13,6 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -24,7 +23,8 @@ from credit_spark.config import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
 from credit_spark.features import Transform, period_index
 from credit_spark.quality import record_ingest_quality
-from credit_spark.tables import QUARANTINE, RAW_RECORDS, current_version, last_operation_metrics, table_exists
+from credit_spark.tables import (QUARANTINE, RAW_RECORDS, current_version, delta_table, last_operation_metrics,
+                                 overwrite_table, table_exists)
 
 logger = logging.getLogger(__name__)
 
@@ -213,10 +213,10 @@ def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: 
 def merge_raw_records(spark: SparkSession, records: DataFrame, path: str, record_id: str) -> tuple[int, int]:
     """Upsert on the record id: new ids are inserted, changed rows updated, identical rows untouched."""
     if not table_exists(spark, path):
-        records.write.format("delta").mode("overwrite").save(path)
+        overwrite_table(records, path)
         metrics = last_operation_metrics(spark, path)
         return int(metrics.get("numOutputRows", 0)), 0
-    target = DeltaTable.forPath(spark, path)
+    target = delta_table(spark, path)
     (target.alias("t")
      .merge(records.alias("s"), f"t.`{record_id}` = s.`{record_id}`")
      .whenMatchedUpdateAll(condition="t.row_hash <> s.row_hash")
@@ -230,9 +230,9 @@ def merge_quarantine(spark: SparkSession, rows: DataFrame, path: str) -> None:
     """Insert quarantined rows not already there (same line, same reason): re-ingesting a file,
     even a copy with a new name or timestamp, adds nothing."""
     if not table_exists(spark, path):
-        rows.write.format("delta").mode("overwrite").save(path)
+        overwrite_table(rows, path)
         return
-    (DeltaTable.forPath(spark, path).alias("t")
+    (delta_table(spark, path).alias("t")
      .merge(rows.dropDuplicates(["row_sha256", "reason"]).alias("s"),
             "t.row_sha256 = s.row_sha256 AND t.reason = s.reason")
      .whenNotMatchedInsertAll()

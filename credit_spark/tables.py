@@ -1,4 +1,10 @@
-"""The lake: Delta tables under one root folder, their names (a contract) and safe writes."""
+"""The lake: Delta tables, their names (a contract) and safe writes.
+
+A table is addressed by a *reference*: a path under ``lake.root`` (the default: a folder, or an
+``s3://``/``abfss://``/``dbfs:`` URI), or — when ``lake.schema`` is set, e.g. on Databricks with
+Unity Catalog — a metastore name ``[catalog.]schema.table``. Every read and write goes through
+the helpers here, which pick ``load``/``save``/``forPath`` or ``table``/``saveAsTable``/``forName``.
+"""
 from __future__ import annotations
 
 import logging
@@ -38,8 +44,45 @@ TABLES = {
 R = TypeVar("R")
 
 
-def table_exists(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
+def is_path(ref: str) -> bool:
+    """A path or URI (has a slash or a scheme) rather than a metastore name."""
+    return "/" in ref or ":" in ref
+
+
+def sql_ref(ref: str) -> str:
+    """The reference as Spark SQL names a Delta table."""
+    return f"delta.`{ref}`" if is_path(ref) else ref
+
+
+def delta_table(spark: SparkSession, ref: str) -> DeltaTable:
+    return DeltaTable.forPath(spark, ref) if is_path(ref) else DeltaTable.forName(spark, ref)
+
+
+def read_delta(spark: SparkSession, ref: str, version: int | None = None) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(ref) if is_path(ref) else reader.table(ref)
+
+
+def _save(writer, ref: str) -> None:
+    if is_path(ref):
+        writer.save(ref)
+    else:
+        writer.saveAsTable(ref)
+
+
+def ensure_schema(spark: SparkSession, cfg: Config) -> None:
+    """Create the metastore schema of a catalog-addressed lake (nothing to do for a path lake)."""
+    if cfg.lake.schema:
+        name = ".".join(p for p in (cfg.lake.catalog, cfg.lake.schema) if p)
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {name}")
+
+
+def table_exists(spark: SparkSession, ref: str) -> bool:
+    if is_path(ref):
+        return DeltaTable.isDeltaTable(spark, ref)
+    return spark.catalog.tableExists(ref)
 
 
 def require_table(spark: SparkSession, cfg: Config, name: str) -> str:
@@ -53,11 +96,7 @@ def require_table(spark: SparkSession, cfg: Config, name: str) -> str:
 
 def read_table(spark: SparkSession, cfg: Config, name: str, version: int | None = None) -> DataFrame:
     """Read a lake table, optionally as of a Delta version (time travel, for reproducibility)."""
-    path = require_table(spark, cfg, name)
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(path)
+    return read_delta(spark, require_table(spark, cfg, name), version)
 
 
 def read_snapshot(spark: SparkSession, cfg: Config, name: str) -> tuple[DataFrame, int]:
@@ -73,12 +112,12 @@ def rows_written(spark: SparkSession, path: str) -> int:
 
 def current_version(spark: SparkSession, path: str) -> int:
     """The latest Delta version of a table (a one-row read of its log)."""
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    return int(delta_table(spark, path).history(1).select("version").first()[0])
 
 
 def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
     """Delta's metrics of the last commit (rows written, inserted, updated ...): no extra scan."""
-    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    row = delta_table(spark, path).history(1).select("operationMetrics").first()
     return dict(row[0] or {})
 
 
@@ -87,7 +126,7 @@ def overwrite_table(df: DataFrame, path: str, partition_by: list[str] | None = N
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(writer, path)
 
 
 def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[str] | None = None,
@@ -103,7 +142,7 @@ def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[s
         writer = writer.option("userMetadata", user_metadata)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(writer, path)
 
 
 def with_retries(action: Callable[[], R], what: str, retries: int) -> R:
@@ -133,22 +172,23 @@ def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition
     """Create the table with its schema, column comments (from the fields' ``comment`` metadata),
     table comment and properties if it does not exist; on an existing table, (re)set the
     properties (e.g. a changed retention) without touching data."""
-    builder = (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-               .partitionedBy(*partition_by).comment(comment))
+    builder = DeltaTable.createIfNotExists(spark)
+    builder = builder.location(path) if is_path(path) else builder.tableName(path)
+    builder = builder.addColumns(schema).partitionedBy(*partition_by).comment(comment)
     for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
-    current = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    current = spark.sql(f"SHOW TBLPROPERTIES {sql_ref(path)}").collect()
     have = {r["key"]: r["value"] for r in current}
     changed = {k: v for k, v in properties.items() if have.get(k) != v}
     if changed:
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        spark.sql(f"ALTER TABLE {sql_ref(path)} SET TBLPROPERTIES ({assignments})")
 
 
 def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
     """(version, operation metrics) of the latest commit tagged with ``user_metadata``."""
-    row = (DeltaTable.forPath(spark, path).history(50).where(f"userMetadata = {sql_literal(user_metadata)}")
+    row = (delta_table(spark, path).history(50).where(f"userMetadata = {sql_literal(user_metadata)}")
            .orderBy("version", ascending=False).select("version", "operationMetrics").first())
     if row is None:
         raise TableNotFoundError(f"no commit tagged {user_metadata} in the last 50 versions of {path}")
@@ -156,7 +196,7 @@ def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[i
 
 
 def append(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("append").save(path)
+    _save(df.write.format("delta").mode("append"), path)
 
 
 def register_views(spark: SparkSession, cfg: Config) -> list[str]:
@@ -168,7 +208,7 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
     for name in TABLES:
         path = cfg.table_path(name)
         if table_exists(spark, path):
-            spark.read.format("delta").load(path).createOrReplaceTempView(name)
+            read_delta(spark, path).createOrReplaceTempView(name)
             registered.append(name)
     if SCORES in registered and MONITORING in registered:
         registered += register_sql_views(spark, cfg.spec.label.classes)

@@ -91,6 +91,7 @@ echo "run date:    $RUN_DATE"
 # One small Python helper for the HTTP side (the master's and workers' /json/ endpoints).
 cat >"$CLUSTER_DIR/cluster_check.py" <<'PYHELPER'
 """Polls a standalone master's /json/ and checks which workers ran an application's executors."""
+import glob
 import json
 import os
 import sys
@@ -131,8 +132,20 @@ def wait_workers(master_ui, n, timeout, *pid_files):
     sys.exit(f"[cluster] gave up after {timeout}s waiting for {n} ALIVE workers: {last}")
 
 
+def tasks_run(out_dir, app_id, executor_id):
+    """Tasks an executor finished, from its stderr in its worker's work folder (worker-N/<app>/<id>/)."""
+    total = 0
+    for worker_dir in sorted(glob.glob(os.path.join(out_dir, "worker-*"))):
+        stderr = os.path.join(worker_dir, app_id, str(executor_id), "stderr")
+        if os.path.exists(stderr):
+            with open(stderr, errors="replace") as f:
+                total += sum("Finished task" in line for line in f)
+    return total
+
+
 def check_app(master_ui, seen_file, label, out_dir, min_workers):
-    """The one application completed since the last check: its state and its executors' workers."""
+    """The one application completed since the last check: its state, and which workers ran its
+    executors and how many tasks each executor finished."""
     seen = set(open(seen_file).read().split()) if os.path.exists(seen_file) else set()
     deadline = time.time() + 60
     while True:
@@ -151,12 +164,15 @@ def check_app(master_ui, seen_file, label, out_dir, min_workers):
         workers[w["id"]] = state
         for e in state.get("finishedexecutors", []) + state.get("executors", []):
             if e.get("appid") == app["id"]:
-                executors.append({"worker": w["id"], "executor": e.get("id"), "memory": e.get("memory")})
+                executors.append({"worker": w["id"], "executor": e.get("id"), "memory": e.get("memory"),
+                                  "tasks": tasks_run(out_dir, app["id"], e.get("id"))})
     used = sorted({e["worker"] for e in executors})
+    working = sorted({e["worker"] for e in executors if e["tasks"] > 0})
     summary = {"label": label, "app_id": app["id"], "name": app.get("name"), "state": app.get("state"),
                "master_url": master.get("url"), "cores": app.get("cores"),
                "duration_ms": app.get("duration"), "executors": len(executors),
-               "workers": used, "alive_workers": len([w for w in master.get("workers", [])
+               "workers": used, "workers_with_tasks": working,
+               "tasks": sum(e["tasks"] for e in executors), "alive_workers": len([w for w in master.get("workers", [])
                                                       if w.get("state") == "ALIVE"]),
                "executor_list": executors}
     for name, data in (("master", master), ("workers", workers), ("app", summary)):
@@ -165,11 +181,12 @@ def check_app(master_ui, seen_file, label, out_dir, min_workers):
     with open(seen_file, "a") as f:
         f.write(app["id"] + "\n")
     print(f"[cluster] {label}: application {app['id']} '{app.get('name')}' {app.get('state')} on "
-          f"{master.get('url')}: {len(executors)} executor(s) on {len(used)} worker(s) ({', '.join(used)})")
+          f"{master.get('url')}: {len(executors)} executor(s) on {len(used)} worker(s), tasks per executor "
+          + ", ".join(f"{e['worker']}: {e['tasks']}" for e in executors))
     if app.get("state") != "FINISHED":
         sys.exit(f"[cluster] {label}: application state {app.get('state')}, expected FINISHED")
-    if len(used) < int(min_workers):
-        sys.exit(f"[cluster] {label}: executors ran on {len(used)} worker(s), expected {min_workers}")
+    if len(working) < int(min_workers):
+        sys.exit(f"[cluster] {label}: executors ran tasks on {len(working)} worker(s), expected {min_workers}")
 
 
 if __name__ == "__main__":
@@ -297,8 +314,17 @@ SUBMIT=(
 # to the executors' working folders, which is where a cluster-mode driver would find it by name.
 JOB_ARGS=(--env cluster --lake "$LAKE" --conf "$OVERLAY")
 
+submit() {   # submit LOG ARGS...: spark-submit; the whole output to LOG, the console without Spark's INFO
+  local log="$1"
+  shift
+  echo "driver log: $log"
+  "${SUBMIT[@]}" "$@" 2>&1 | tee "$log" | awk '
+    !/^[0-9][0-9]\/[0-9][0-9]\/[0-9][0-9] [0-9:]+ INFO / || /Connected to Spark cluster|Granted executor ID|Registered executor/ {
+      print; fflush() }'
+}
+
 step "spark-submit jobs/score.py --run-date $RUN_DATE to $MASTER_URL"
-"${SUBMIT[@]}" "$ROOT/jobs/score.py" "${JOB_ARGS[@]}" --run-date "$RUN_DATE" 2>&1 | tee "$LOGS/score-submit.log"
+submit "$LOGS/score-submit.log" "$ROOT/jobs/score.py" "${JOB_ARGS[@]}" --run-date "$RUN_DATE"
 grep -q "running under spark-submit" "$LOGS/score-submit.log" \
   || { echo "the driver did not detect spark-submit" >&2; exit 1; }
 cluster_check check-app "$MASTER_UI" "$CLUSTER_DIR/seen_apps" score "$CLUSTER_DIR" 2
@@ -307,7 +333,7 @@ QUERY="SELECT s.run_date, count(*) AS scored, count(s.predicted_class) AS with_c
   (SELECT count(*) FROM features WHERE period = 9) AS september_records
 FROM scores s WHERE s.run_date = DATE'$RUN_DATE' GROUP BY s.run_date"
 step "spark-submit jobs/sql.py to $MASTER_URL"
-"${SUBMIT[@]}" "$ROOT/jobs/sql.py" "${JOB_ARGS[@]}" "$QUERY" 2>&1 | tee "$LOGS/sql-submit.log"
+submit "$LOGS/sql-submit.log" "$ROOT/jobs/sql.py" "${JOB_ARGS[@]}" "$QUERY"
 cluster_check check-app "$MASTER_UI" "$CLUSTER_DIR/seen_apps" sql "$CLUSTER_DIR" 2
 
 step "check the scores"

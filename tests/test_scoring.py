@@ -201,3 +201,28 @@ def test_drift_breach_writes_the_scores_then_fails(spark, trained):
     debt = monitor.where("metric = 'csi' AND name = 'Outstanding_Debt'").first()
     assert debt.value > 0.25 and debt.status == "act"
     assert monitor.where("metric = 'run_status'").first().status == "act"
+
+
+@pytest.mark.e2e
+def test_tables_in_a_metastore_schema_instead_of_paths(spark, tmp_path):
+    """lake.schema (Databricks / Unity Catalog style): every stage reads and writes named tables."""
+    from credit_spark.config import LakeSettings
+    from credit_spark.features import run_features
+    from credit_spark.ingest import ingest
+    from credit_spark.tables import ensure_schema, register_views
+
+    overlay = tmp_path / "fast.yaml"
+    overlay.write_text(FAST.replace("[logistic_regression, scorecard]", "[scorecard]"))
+    cfg = load_config([str(overlay)], lake=str(tmp_path / "lake"))
+    cfg = dataclasses.replace(cfg, spark=TEST_SPARK, lake=LakeSettings(root=str(tmp_path / "lake"), schema="cs_named"))
+    ensure_schema(spark, cfg)
+    generate_records(spark, 400, seed=3).write.option("header", True).csv(str(tmp_path / "in"))
+    ingest(spark, cfg, str(tmp_path / "in"))
+    run_features(spark, cfg)
+    train(spark, cfg)
+    out = score_run_date(spark, cfg, AUGUST)
+    assert spark.catalog.tableExists("cs_named.scores") and spark.catalog.tableExists("cs_named.monitoring")
+    assert spark.table("cs_named.scores").count() == out.rows == 50
+    assert "latest_scores" in register_views(spark, cfg)
+    assert spark.sql("SELECT count(*) FROM latest_scores").first()[0] == 50
+    assert not (tmp_path / "lake" / "scores").exists()      # nothing written by path
