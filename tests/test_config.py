@@ -147,3 +147,21 @@ def test_shipped_specs_load():
 def test_unknown_shipped_dataset():
     with pytest.raises(ConfigError, match="no shipped config 'datasets/nope.yaml'"):
         load_dataset_spec("nope")
+
+
+def test_databricks_overlay_and_job_definition_are_valid():
+    import json
+    from pathlib import Path
+
+    from credit_spark.cli import parse_args
+
+    cfg = load_config(env="databricks")
+    assert cfg.spark.master is None and cfg.table_path("scores") == "main.credit.scores"
+    assert cfg.tracking.uri == "databricks" and cfg.tracking.registry_uri == "databricks-uc"
+    job = json.loads((Path(__file__).resolve().parents[1] / "conf" / "databricks_job.json").read_text())
+    for task in job["tasks"]:
+        wheel = task["python_wheel_task"]
+        assert (wheel["package_name"], wheel["entry_point"]) == ("credit_spark", "credit-spark")
+        # Databricks fills in the dynamic value; the rest must be valid CLI arguments as written
+        args = parse_args([p.replace("{{job.start_time.iso_date}}", "2026-09-30") for p in wheel["parameters"]])
+        assert args.env == "databricks" and args.command in {"ingest", "features", "train", "score"}
