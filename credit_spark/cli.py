@@ -141,10 +141,13 @@ def _demo(spark, cfg: Config, args) -> None:
         print(f"   ({time.perf_counter() - start:.1f}s)")
     query = ("SELECT customer_id, record_id, run_date, model_name, model_version, predicted_class, "
              + ", ".join(f"round({c}, 3) AS {c}" for c in _probability_columns(cfg))
+             + ", round(score_points, 1) AS points, transform(reasons, r -> r.code) AS reason_codes"
              + f" FROM scores WHERE run_date = DATE'{run_date}' ORDER BY record_id LIMIT 5")
     for q in (f"SELECT run_date, predicted_class, count(*) AS records FROM scores "
               f"WHERE run_date = DATE'{run_date}' GROUP BY run_date, predicted_class ORDER BY predicted_class",
-              query):
+              query,
+              f"SELECT metric, name, round(value, 3) AS value, status FROM monitoring WHERE run_date = DATE'{run_date}' "
+              "AND (metric IN ('psi', 'run_status') OR (metric = 'csi' AND status != 'ok'))"):
         print(f"\n== sql: {q}")
         _sql(spark, cfg, argparse.Namespace(query=q, limit=20))
 
