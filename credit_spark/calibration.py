@@ -47,7 +47,8 @@ from pyspark.sql import functions as F
 
 METHODS = ("isotonic", "platt")
 EPS = 1e-6
-#: calibrated probabilities are kept within [FLOOR, 1 - FLOOR]: an isotonic step fitted on a
+#: each calibrated curve is kept within [FLOOR, 1 - FLOOR] (multiclass vectors are renormalised
+#: afterwards, so a class can end slightly below FLOOR, never at 0): an isotonic step fitted on a
 #: finite validation set would otherwise claim certainty (p = 0 or 1), which no PD can, and one
 #: such row costs -ln(1e-15) in log-loss
 FLOOR = 1e-3

@@ -115,20 +115,24 @@ def roc_curve(events: list[int], non_events: list[int], points: int = ROC_POINTS
 
 
 def equal_count_bands(n_per_bin: list[int], bad_per_bin: list[int], bands: int = BANDS) -> list[dict]:
-    """Cut histogram bins (ascending score) into ``bands`` groups of about equal row counts."""
+    """Cut histogram bins (ascending score) into about ``bands`` groups of about equal row counts.
+
+    Each bin goes to band ``floor(rows before it × bands / total)``, so a bin holding many tied
+    scores (isotonic calibration makes steps) fills its band and the next bins start a new one,
+    instead of each becoming a tiny band of its own.
+    """
     total = sum(n_per_bin)
     width = 1.0 / len(n_per_bin)
-    out, n, bad, low, cumulative = [], 0, 0, None, 0
+    groups: dict[int, dict] = {}
+    before = 0
     for i, (rows, bads) in enumerate(zip(n_per_bin, bad_per_bin)):
         if rows == 0:
             continue
-        low = i * width if low is None else low
-        n, bad, cumulative = n + rows, bad + bads, cumulative + rows
-        if cumulative >= total * (len(out) + 1) / bands or cumulative == total:
-            out.append({"band": len(out) + 1, "low": low, "high": (i + 1) * width, "n": n, "bad": bad,
-                        "bad_rate": bad / n})
-            n, bad, low = 0, 0, None
-    return out
+        g = groups.setdefault(before * bands // total, {"low": i * width, "n": 0, "bad": 0})
+        g["n"], g["bad"], g["high"] = g["n"] + rows, g["bad"] + bads, (i + 1) * width
+        before += rows
+    return [{"band": j, "low": g["low"], "high": g["high"], "n": g["n"], "bad": g["bad"],
+             "bad_rate": g["bad"] / g["n"]} for j, g in enumerate(groups.values(), start=1)]
 
 
 def _probability_quality(df: DataFrame, probability_col: str) -> tuple[float, float, list[dict], float]:

@@ -64,7 +64,14 @@ def tracking_uri(cfg: Config) -> str:
 
 
 def registered_model_name(cfg: Config) -> str:
-    return cfg.tracking.registered_model or f"credit_spark_{cfg.dataset}"
+    """``tracking.registered_model``, else ``credit_spark_<dataset>`` (inside the lake's
+    catalog.schema for Unity Catalog, whose model names have three parts)."""
+    if cfg.tracking.registered_model:
+        return cfg.tracking.registered_model
+    name = f"credit_spark_{cfg.dataset}"
+    if (cfg.tracking.registry_uri or "").startswith("databricks-uc") and cfg.lake.schema:
+        return ".".join(p for p in (cfg.lake.catalog, cfg.lake.schema, name) if p)
+    return name
 
 
 def configure(cfg: Config) -> str:
@@ -100,13 +107,15 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: json.dumps(value) if isinstance(value, (list, dict)) else value}
 
 
-def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dict[str, str]) -> int:
-    """Log a fitted pipeline to the active run and register it; returns the new version."""
+def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dict[str, str],
+                    signature=None) -> int:
+    """Log a fitted pipeline to the active run and register it; returns the new version.
+    ``signature`` (inputs -> outputs) is required by Unity Catalog's registry."""
     import mlflow
     import mlflow.spark
 
     name = registered_model_name(cfg)
-    info = mlflow.spark.log_model(model, algorithm, registered_model_name=name,
+    info = mlflow.spark.log_model(model, algorithm, registered_model_name=name, signature=signature,
                                   dfs_tmpdir=dfs_tmpdir(cfg), await_registration_for=60)
     version = int(info.registered_model_version)
     c = client()
@@ -127,8 +136,12 @@ def champion_version(cfg: Config) -> int | None:
 
     try:
         return int(client().get_model_version_by_alias(registered_model_name(cfg), cfg.train.promotion.alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # no registered model yet, or no alias on it: no champion; anything else (permissions,
+        # an unreachable server) must not read as "no champion" and trigger a promotion
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
 
 
 def set_champion(cfg: Config, version: int) -> None:
@@ -159,7 +172,9 @@ def resolve(cfg: Config, choice: str = "champion") -> ModelRecord:
             return record(cfg, version)
         if choice not in ALGORITHMS:
             raise ModelNotFoundError(f"score.model '{choice}' is neither 'champion' nor an algorithm")
-        versions = client().search_model_versions(f"name = '{name}' and tag.{ALGORITHM_TAG} = '{choice}'")
+        # filter the algorithm tag here: Unity Catalog's search accepts only name / run_id filters
+        versions = [v for v in client().search_model_versions(f"name = '{name}'")
+                    if (v.tags or {}).get(ALGORITHM_TAG) == choice]
     except MlflowException as exc:
         raise ModelNotFoundError(f"cannot read registered model '{name}' from {tracking_uri(cfg)}: "
                                  f"{str(exc).splitlines()[0]}; {hint}") from exc

@@ -42,7 +42,9 @@ Binning (param ``binning``):
   edges. ``"missing"`` is never merged; categorical features (unordered) are left as they are.
 
 Weights (param ``weightCol``): when set, the logistic regressions on WOE are weighted by that
-column. The WOE/IV count table stays unweighted on purpose: class weights scale each class's
+column; the class probabilities and predictions use the weighted fit (a balanced decision rule),
+while the **points** use the intercept minus ln(mean event weight / mean non-event weight), so
+the score stays on the unweighted odds scale (``baseScore`` at ``baseOdds``). The WOE/IV count table stays unweighted on purpose: class weights scale each class's
 counts uniformly, which leaves every WOE unchanged apart from the 0.5 smoothing (a constant
 shift otherwise), and the exact counts keep the WOE tables checkable by hand.
 """
@@ -255,6 +257,14 @@ class Scorecard(Estimator, _ScorecardParams, HasWeightCol, DefaultParamsReadable
             for f in numeric:
                 edges[f], table[f] = monotonic_merge(edges[f], table.get(f, {}), adverse)
 
+        # mean weight per class: a weighted regression's intercept is off by ln(mean event weight /
+        # mean non-event weight); the points undo that shift so they stay on the true odds scale
+        class_weights: dict[int, tuple[float, int]] = {}
+        if weight is not None:
+            for r in dataset.groupBy(F.col(label).cast("int").alias("y")).agg(
+                    F.avg(F.col(weight)).alias("w"), F.count(F.lit(1)).alias("n")).collect():
+                class_weights[r["y"]] = (float(r["w"]), int(r["n"]))
+
         cards = {}
         for cls in self.modelled_classes():
             woe, iv = {}, {}
@@ -271,8 +281,14 @@ class Scorecard(Estimator, _ScorecardParams, HasWeightCol, DefaultParamsReadable
             lr = LogisticRegression(featuresCol="woe", labelCol="event", family="binomial",
                                     regParam=self.getOrDefault("regParam"), maxIter=100,
                                     **({"weightCol": "weight"} if weight is not None else {})).fit(assembled)
+            shift = 0.0
+            if class_weights and cls in class_weights:
+                others = [(w, n) for y, (w, n) in class_weights.items() if y != cls]
+                other_mean = sum(w * n for w, n in others) / max(1, sum(n for _, n in others))
+                shift = math.log(class_weights[cls][0] / other_mean) if other_mean > 0 else 0.0
             cards[str(cls)] = {"features": kept, "woe": {f: woe[f] for f in kept}, "iv": iv,
-                               "coefficients": [float(c) for c in lr.coefficients], "intercept": float(lr.intercept)}
+                               "coefficients": [float(c) for c in lr.coefficients], "intercept": float(lr.intercept),
+                               "points_intercept": float(lr.intercept) - shift}
         model = ScorecardModel(state=json.dumps({"edges": edges, "cards": cards}))
         return self._copyValues(model)
 
@@ -323,8 +339,14 @@ class ScorecardModel(Model, _ScorecardParams, DefaultParamsReadable, DefaultPara
         return (out.withColumn(self.getOrDefault("probabilityCol"), array_to_vector(F.col("_sc_probs")))
                 .withColumn(self.getOrDefault("predictionCol"),
                             (F.array_position(F.col("_sc_probs"), F.array_max(F.col("_sc_probs"))) - 1).cast("double"))
-                .withColumn(self.getOrDefault("scoreCol"), F.lit(offset) - F.lit(factor) * logits[adverse])
+                .withColumn(self.getOrDefault("scoreCol"), F.lit(offset) - F.lit(factor) * (
+                    logits[adverse] - F.lit(cards[adverse]["intercept"]) + F.lit(self._points_intercept(cards[adverse]))))
                 .drop("_sc_probs"))
+
+    @staticmethod
+    def _points_intercept(card: dict) -> float:
+        """The intercept the points use: without the class-weight shift (see ``_fit``)."""
+        return card.get("points_intercept", card["intercept"])
 
     def points_by_bin_key(self) -> list[dict]:
         """feature, bin key (as ``bin_key`` computes it), WOE and points of the adverse class's card."""
@@ -335,7 +357,7 @@ class ScorecardModel(Model, _ScorecardParams, DefaultParamsReadable, DefaultPara
         rows = []
         for f, coef in zip(card["features"], card["coefficients"]):
             for key, w in sorted(card["woe"][f].items(), key=lambda kv: (kv[0] == MISSING, kv[0].zfill(6))):
-                points = -factor * (coef * w + card["intercept"] / n) + offset / n
+                points = -factor * (coef * w + self._points_intercept(card) / n) + offset / n
                 rows.append({"feature": f, "bin_key": key, "woe": w, "points": points, "iv": card["iv"][f]})
         return rows
 

@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from credit_spark import monitoring, registry
 from credit_spark.config import Config, DatasetSpec, ScorecardSettings
-from credit_spark.errors import DriftAlert, NoRecordsError
+from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
 from credit_spark.features import (CUSTOMER_ID, PERIOD, RECORD_ID, Transform, feature_catalog,
                                    period_for_run_date, slug)
 from credit_spark.reasons import REASON_FEATURES
@@ -123,31 +123,56 @@ def with_score_points(classes: list[str], settings: ScorecardSettings) -> Transf
     return transform
 
 
+HISTORY_SUFFIXES = ("__prev", "__delta", "__mean3", "__max3", "__history")
+
+
 def reason_lookup(spec: DatasetSpec) -> tuple[Column, Column]:
-    """Map literals feature -> code and feature -> text (configured, else "R-<feature>" and the
-    feature's catalog description)."""
+    """Map literals feature -> code and feature -> text.
+
+    A feature's code is its own ``reason_codes`` entry, else that of the feature its history is
+    built from (``Outstanding_Debt__prev`` -> ``Outstanding_Debt``): one factor, one code. A
+    feature with neither is never given as a reason (no internal names or sensitive attributes
+    such as age in a customer letter) — unless the spec configures no codes at all, when every
+    feature gets ``R-<feature>`` and its catalog description.
+    """
     catalog = {f.name: f.description for f in feature_catalog(spec)}
-    codes = {name: f"R-{name}" for name in catalog}
-    texts = dict(catalog)
-    for name, reason in spec.reason_codes.items():
-        codes[name], texts[name] = reason.code, reason.text
+    codes: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for name, description in catalog.items():
+        base = next((name[: -len(s)] for s in HISTORY_SUFFIXES if name.endswith(s)), name)
+        reason = spec.reason_codes.get(name) or spec.reason_codes.get(base)
+        if reason is not None:
+            codes[name], texts[name] = reason.code, reason.text
+        elif not spec.reason_codes:
+            codes[name], texts[name] = f"R-{name}", description
 
     def literal(mapping: dict[str, str]) -> Column:
+        if not mapping:
+            return F.create_map().cast("map<string,string>")
         return F.create_map(*[F.lit(x) for kv in sorted(mapping.items()) for x in kv])
     return literal(codes), literal(texts)
 
 
-def with_reasons(spec: DatasetSpec) -> Transform:
-    """``reasons`` (rank, code, feature, text, impact) from the model's ``reason_features``."""
+def with_reasons(spec: DatasetSpec, max_reasons: int) -> Transform:
+    """``reasons`` (rank, code, feature, text, impact) from the model's ranked ``reason_features``:
+    features without a code dropped, one reason per code (its largest impact), at most
+    ``max_reasons``."""
     codes, texts = reason_lookup(spec)
 
     def transform(df: DataFrame) -> DataFrame:
         if REASON_FEATURES not in df.columns:   # a model from before reasons existed
             return df.withColumn("reasons", F.lit(None).cast(REASON_TYPE))
-        return df.withColumn("reasons", F.transform(F.col(REASON_FEATURES), lambda r, i: F.struct(
-            (i + 1).cast("int").alias("rank"), F.element_at(codes, r["feature"]).alias("code"),
-            r["feature"].alias("feature"), F.element_at(texts, r["feature"]).alias("text"),
-            r["impact"].alias("impact"))))
+        coded = F.filter(F.transform(F.col(REASON_FEATURES), lambda r: F.struct(
+            F.element_at(codes, r["feature"]).alias("code"), r["feature"].alias("feature"),
+            F.element_at(texts, r["feature"]).alias("text"), r["impact"].alias("impact"))),
+            lambda r: r["code"].isNotNull())
+        # candidates are sorted by impact: keep the first (largest) of each code
+        first = F.filter(coded, lambda r, i: ~F.array_contains(
+            F.slice(F.transform(coded, lambda c: c["code"]), 1, i), r["code"]))
+        top = F.slice(first, 1, max_reasons)
+        return df.withColumn("reasons", F.transform(top, lambda r, i: F.struct(
+            (i + 1).cast("int").alias("rank"), r["code"].alias("code"), r["feature"].alias("feature"),
+            r["text"].alias("text"), r["impact"].alias("impact"))))
     return transform
 
 
@@ -200,7 +225,9 @@ def monitoring_rows(scored: DataFrame, baseline: dict | None, cfg: Config, rows_
                  for b in monitoring.adverse_share_by_age_band(scored, spec.age_column, PREDICTED_CLASS,
                                                                spec.label.classes[-1])]
     drift: dict[str, float] = {}
-    if baseline is not None:
+    if baseline is None:      # no reference: say so in the table, and do not report "ok"
+        rows.append(("baseline_missing", "score_points", 0.0, "watch"))
+    else:
         profiled = [c for c in baseline["features"] if c in scored.columns]
         missing = sorted(set(baseline["features"]) - set(profiled))
         if missing:
@@ -236,18 +263,23 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     spec = cfg.spec
     classes = spec.label.classes
     record = registry.resolve(cfg, cfg.score.model)      # fail before reading or writing
+    if record.classes != classes:
+        raise ModelNotFoundError(f"{record.model_name} v{record.model_version} of '{record.registered_model}' "
+                                 f"predicts {record.classes}, but dataset {spec.name} has classes {classes}: "
+                                 f"train a model for this dataset (or set tracking.registered_model)")
     model = registry.load_model(cfg, record)
     baseline = load_baseline(cfg, record)
     records, features_version = read_snapshot(spark, cfg, FEATURES)
     period = period_for_run_date(spec.period, run_date)
     if period is not None:
         records = records.where(F.col(PERIOD) == period)
-    if records.isEmpty():
+    rows_in = records.count()
+    if rows_in == 0:
         raise NoRecordsError(f"no records for run date {run_date} (period {period}) in "
                              f"features v{features_version}: nothing was written")
     run_id = uuid.uuid4().hex
     scored = (model.transform(records).transform(with_score_points(classes, cfg.train.scorecard))
-              .transform(with_reasons(spec)).persist(StorageLevel.MEMORY_AND_DISK))
+              .transform(with_reasons(spec, cfg.score.max_reasons)).persist(StorageLevel.MEMORY_AND_DISK))
     day = f"run_date = {sql_literal(run_date.isoformat())}"
     try:
         path = cfg.table_path(SCORES)
@@ -262,7 +294,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
                      f"scores {run_date}", cfg.score.write_retries)
         version, metrics = commit_tagged(spark, path, run_id)
         rows_out = int(metrics.get("numOutputRows", -1))
-        rows, status, drift = monitoring_rows(scored, baseline, cfg, rows_in=scored.count(), rows_out=rows_out)
+        rows, status, drift = monitoring_rows(scored, baseline, cfg, rows_in=rows_in, rows_out=rows_out)
     finally:
         scored.unpersist()
     thresholds = cfg.score.monitoring

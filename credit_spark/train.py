@@ -35,8 +35,8 @@ from credit_spark import registry
 from credit_spark.calibration import ProbabilityCalibrator
 from credit_spark.comparison import Difference, compare_with_baseline
 from credit_spark.config import Config
-from credit_spark.errors import NoRecordsError
-from credit_spark.features import LABEL, RECORD_ID, Transform, categorical_features, numeric_features
+from credit_spark.errors import ModelNotFoundError, NoRecordsError
+from credit_spark.features import LABEL, PERIOD, RECORD_ID, Transform, categorical_features, numeric_features
 from credit_spark.metrics import ModelMetrics
 from credit_spark.monitoring import baseline_profile
 from credit_spark.reasons import ReasonCodesModel, linear_reasons, points_reasons, used_features
@@ -119,20 +119,28 @@ def decide_promotion(challenger: str, challenger_value: float, champion: str | N
                      f"{gain:+.4f} < margin {margin}", challenger_value, champion_value)
 
 
-def evaluate_champion(cfg: Config, test: DataFrame) -> tuple[str | None, float | None]:
-    """The current champion ("algorithm vN") and its primary metric on this run's test split."""
+def evaluate_champion(cfg: Config, test: DataFrame) -> tuple[str | None, float | None, int | None]:
+    """The current champion ("algorithm vN"), its primary metric on this run's test split, and
+    its version. A champion that *cannot apply* to this data (other classes, or features it
+    needs are gone) scores None and may be replaced; any other failure (store unreachable,
+    files missing) stops the run rather than silently moving the alias."""
+    from pyspark.errors import AnalysisException
+
     version = registry.champion_version(cfg)
     if version is None:
-        return None, None
+        return None, None, None
     record = registry.record(cfg, version)
     label = f"{record.model_name} v{version}"
+    if record.classes != cfg.spec.label.classes:
+        logger.warning("champion %s predicts %s, this run %s", label, record.classes, cfg.spec.label.classes)
+        return label, None, version
+    model = registry.load_model(cfg, record)
     try:
-        model = registry.load_model(cfg, record)
         metrics = evaluate(model.transform(test), cfg.spec.label.classes)
-    except Exception as exc:  # a champion trained on other features may not apply: say so, then replace it
+    except AnalysisException as exc:
         logger.warning("champion %s cannot score this run's test set: %s", label, str(exc).splitlines()[0])
-        return label, None
-    return label, float(getattr(metrics, cfg.train.primary_metric))
+        return label, None, version
+    return label, float(getattr(metrics, cfg.train.primary_metric)), version
 
 
 # --------------------------------------------------------------------------- report
@@ -203,16 +211,36 @@ def reasons_stage(name: str, model: PipelineModel, card: ScorecardModel | None, 
     return points_reasons(card, used_features(model, train.limit(0)), max_reasons)
 
 
-def monitoring_baselines(fitted: dict[str, PipelineModel], train: DataFrame, cfg: Config) -> dict[str, dict]:
-    """Per model: the training distribution of every input (profiled once) and of its score."""
+def monitoring_reference(validation: DataFrame, test: DataFrame, has_period: bool) -> DataFrame:
+    """The population a night is compared with: held-out customers (out of sample, so a model's
+    scores are not sharper than on new data) of the latest labelled period (one month, like a
+    night: history features such as ``__history`` differ between a customer's first and later
+    months, so a profile over all months would alarm every night)."""
+    held_out = validation.unionByName(test)
+    if not has_period:
+        return held_out
+    latest = held_out.agg(F.max(PERIOD)).first()[0]
+    return held_out.where(F.col(PERIOD) == latest)
+
+
+def monitoring_baselines(fitted: dict[str, PipelineModel], reference: DataFrame, cfg: Config) -> dict[str, dict]:
+    """Per model: the reference distribution of every input (profiled once) and of its score."""
     spec = cfg.spec
-    inputs = baseline_profile(train, numeric_features(spec), categorical_features(spec), score_col=None)
+    inputs = baseline_profile(reference, numeric_features(spec), categorical_features(spec), score_col=None)
     out = {}
     for name, model in fitted.items():
-        scored = model.transform(train).transform(with_score_points(spec.label.classes, cfg.train.scorecard))
+        scored = model.transform(reference).transform(with_score_points(spec.label.classes, cfg.train.scorecard))
         score = baseline_profile(scored, [], [], score_col=SCORE_POINTS)
         out[name] = {**inputs, "features": {**inputs["features"], **score["features"]}}
     return out
+
+
+def model_signature(sample, spec):
+    """MLflow signature (feature columns -> predicted class index) from a few rows."""
+    from mlflow.models import infer_signature
+
+    inputs = sample[[*numeric_features(spec), *categorical_features(spec)]]
+    return infer_signature(inputs, sample[LABEL_INDEX].rename("prediction"))
 
 
 # --------------------------------------------------------------------------- job
@@ -280,9 +308,11 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         # explanations and monitoring baselines travel with each model
         card = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         for name in list(fitted):
-            stage = reasons_stage(name, fitted[name], card, train_df, len(classes) - 1, cfg.score.max_reasons)
+            # a few candidates per reason: the scorer drops features without a code and repeated codes
+            stage = reasons_stage(name, fitted[name], card, train_df, len(classes) - 1, 4 * cfg.score.max_reasons)
             fitted[name] = PipelineModel(stages=[*fitted[name].stages, stage])
-        baselines = monitoring_baselines(fitted, train_df, cfg)
+        baselines = monitoring_baselines(
+            fitted, monitoring_reference(validation_df, test_df, spec.period is not None), cfg)
 
         comparison: list[Difference] = []
         if BASELINE in fitted:
@@ -298,7 +328,8 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
                     settings.comparison.confidence, settings.comparison.seed)
         importances = {name: importance(model, test_df.limit(0)) for name, model in fitted.items()}
         selected = max(validation_metric, key=validation_metric.get)
-        champion, champion_value = evaluate_champion(cfg, test_df)
+        champion, champion_value, champion_before = evaluate_champion(cfg, test_df)
+        signature_sample = test_df.limit(5).toPandas()     # five rows: the model's input schema
         promotion = decide_promotion(selected, float(getattr(metrics[selected], settings.primary_metric)),
                                      champion, champion_value, settings.primary_metric, settings.promotion.margin)
     finally:
@@ -326,17 +357,14 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
                                         f"{d.model}.vs_{d.baseline}.{d.metric}.ci_high": d.ci_high}))
         for name, baseline in baselines.items():
             mlflow.log_dict(baseline, f"baseline/{name}.json")
+        signature = model_signature(signature_sample, spec)
         versions = {}
         for name, model in fitted.items():
-            versions[name] = registry.log_spark_model(model, name, cfg, tags={
+            versions[name] = registry.log_spark_model(model, name, cfg, signature=signature, tags={
                 "classes": json.dumps(classes), "features_version": str(features_version), "training_run": run_id,
                 f"test_{settings.primary_metric}": f"{getattr(metrics[name], settings.primary_metric):.6f}"})
-        if promotion.decision == "promoted":
-            registry.set_champion(cfg, versions[selected])
         mlflow.set_tags({"selected": selected, "promotion.decision": promotion.decision,
-                         "promotion.reason": promotion.reason[:5000],
-                         "champion_version": str(registry.champion_version(cfg))})
-        logger.info("promotion: %s %s (%s)", selected, promotion.decision, promotion.reason)
+                         "promotion.reason": promotion.reason[:5000]})
 
         scorecard = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         results = report_results(cfg, run_id=run_id, run_number=run_number, features_version=features_version,
@@ -349,6 +377,16 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     logger.info("report: %s — %s", out, verdict(load_results(out)))
     if scorecard is not None:
         export_scorecard(spark, cfg, scorecard, versions[BASELINE])
+    # the alias moves last, once the run is complete, and only if no one moved it meanwhile
+    if promotion.decision == "promoted":
+        if registry.champion_version(cfg) != champion_before:
+            raise ModelNotFoundError(f"the '{settings.promotion.alias}' alias moved while this run trained "
+                                     f"(another training run?): {selected} v{versions[selected]} was registered "
+                                     f"but not promoted; rerun `credit-spark train` to compare again")
+        registry.set_champion(cfg, versions[selected])
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tag("champion_version", str(registry.champion_version(cfg)))
+    logger.info("promotion: %s %s (%s)", selected, promotion.decision, promotion.reason)
     return TrainResult(run_id=run_id, features_version=features_version, train_rows=rows["train_rows"],
                        validation_rows=rows["validation_rows"], test_rows=rows["test_rows"], metrics=metrics,
                        validation_metrics=validation_metric, selected=selected, versions=versions,

@@ -13,9 +13,10 @@
 #    workers (the master's and the workers' /json/ are saved under WORK_DIR/cluster/);
 # 5. stops the workers and the master, also when a step fails.
 #
-# WORK_DIR (owned by this script: its lake/, labelled/, september/, dist/, cluster/, logs/ and
-# *.yaml are replaced on every run) holds the lake, the inputs, the wheel, the daemons' logs and
-# pid files. The local filesystem is the "shared" storage: both workers run on this machine.
+# WORK_DIR holds the lake, the inputs, the wheel, the daemons' logs and pid files, the saved /json/
+# of the master and workers and timings.txt; the script owns it (its lake/, labelled/, september/,
+# dist/, cluster/, logs/, *.yaml and timings.txt are replaced on every run). The local filesystem
+# is the "shared" storage: both workers run on this machine.
 #
 # Environment overrides:
 #   SPARK_MASTER_PORT (7077)  SPARK_MASTER_WEBUI_PORT (8080)  SPARK_WORKER_WEBUI_PORT (8081; worker 2: +1)
@@ -80,7 +81,7 @@ WORK="$(cd "$WORK" && pwd)"
 LAKE="$WORK/lake"
 CLUSTER_DIR="$WORK/cluster"
 LOGS="$WORK/logs"
-rm -rf "$LAKE" "$WORK/labelled" "$WORK/september" "$WORK/dist" "$CLUSTER_DIR" "$LOGS"
+rm -rf "$LAKE" "$WORK/labelled" "$WORK/september" "$WORK/dist" "$CLUSTER_DIR" "$LOGS" "$WORK/timings.txt"
 mkdir -p "$CLUSTER_DIR" "$LOGS"
 echo "work folder: $WORK"
 echo "lake:        $LAKE"
@@ -226,9 +227,8 @@ stop_cluster() {
     done
   else
     echo
-    echo "== timings"
-    printf '%s\n' "${TIMINGS[@]}"
-    printf '%6ds  total\n' $((SECONDS - T0))
+    echo "== timings (also in $WORK/timings.txt)"
+    { printf '%s\n' "${TIMINGS[@]}"; printf '%6ds  total\n' $((SECONDS - T0)); } | tee "$WORK/timings.txt"
   fi
   exit "$status"
 }

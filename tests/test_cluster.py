@@ -72,7 +72,8 @@ def cluster_run(tmp_path_factory):
             break
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY")}
     env.update(SPARK_MASTER_PORT=str(master_port), SPARK_MASTER_WEBUI_PORT=str(master_ui),
-               SPARK_WORKER_WEBUI_PORT=str(worker_ui), RUN_DATE=RUN_DATE)
+               SPARK_WORKER_WEBUI_PORT=str(worker_ui), RUN_DATE=RUN_DATE,
+               ROWS="2000", SCORE_ROWS="250")
     proc = subprocess.Popen(["bash", str(SCRIPT), str(work)], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -96,6 +97,7 @@ def test_the_script_succeeds_and_stops_the_cluster(cluster_run):
     assert returncode == 0, output[-8000:]
     assert "OK: " in output and f"spark://127.0.0.1:{master_port}" in output
     assert "cluster stopped" in output and "== timings" in output
+    print(output[output.index("== timings"):])              # shown with -s or -rP
     assert not list((work / "cluster").glob("*.pid"))
     for name in ("master", "worker-1", "worker-2"):
         assert (work / "cluster" / f"{name}.log").is_file()

@@ -102,6 +102,9 @@ def test_equal_count_bands_by_hand():
     bands = equal_count_bands([10, 0, 5, 5], [1, 0, 2, 4], bands=2)
     assert bands == [{"band": 1, "low": 0.0, "high": 0.25, "n": 10, "bad": 1, "bad_rate": 0.1},
                      {"band": 2, "low": 0.5, "high": 1.0, "n": 10, "bad": 6, "bad_rate": 0.6}]
+    # a bucket of 18 tied scores fills three of four bands; the last two rows share the fourth
+    tied = equal_count_bands([18, 1, 1], [2, 1, 1], bands=4)
+    assert [(b["n"], b["bad"]) for b in tied] == [(18, 2), (2, 2)]
 
 
 def test_metrics_from_confusion_matrix(spark):
