@@ -7,7 +7,11 @@
 Each size runs in a fresh lake folder under --work (deleted afterwards), in one local Spark
 session built from the same config as the CLI (conf/base.yaml + conf/local.yaml + --conf
 overlays). Per stage: seconds, rows/s and the peak resident memory of the Python driver and of
-the JVM. Targets belong to later issues; this records where we stand.
+the JVM; "train" also per algorithm (search, fit and calibration); "score" is the whole nightly
+job (scoring, reasons, the Delta write and the monitoring table). Targets belong to later
+issues; this records where we stand.
+
+    .venv/bin/python scripts/benchmark.py --sizes 100000,1000000 --conf conf/bench.yaml
 
     .venv/bin/python scripts/benchmark.py --sizes 10000000 --stages generate,ingest,features
 """
@@ -83,7 +87,8 @@ def timed(fn):
     return time.perf_counter() - start, result, mem
 
 
-def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str]) -> dict:
+def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str],
+             night_rows: int | None = None) -> dict:
     import dataclasses
 
     from credit_spark.config import LakeSettings
@@ -93,11 +98,14 @@ def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str
     cfg = dataclasses.replace(base_cfg, lake=LakeSettings(root=str(folder / "lake")))
     labelled, later = str(folder / "input_labelled"), str(folder / "input_september")
     customers = math.ceil(rows / MONTHS)
+    # the night to score: by default the training customers' next month; --night-rows scores a
+    # bigger night (the extra customers are new, without history)
+    night = night_rows or customers
     steps = {
-        "generate": lambda: (rows + customers, (
+        "generate": lambda: (rows + night, (
             generate(spark, rows, seed, labelled, "csv", months=MONTHS),
-            generate(spark, customers, seed, later, "csv", months=1, start_month=9, labeled=False))),
-        "ingest": lambda: (rows + customers, (ingest(spark, cfg, labelled), ingest(spark, cfg, later))),
+            generate(spark, night, seed, later, "csv", months=1, start_month=9, labeled=False))),
+        "ingest": lambda: (rows + night, (ingest(spark, cfg, labelled), ingest(spark, cfg, later))),
         "features": lambda: (lambda r: (r.rows, r))(run_features(spark, cfg)),
         "train": lambda: (lambda r: (r.train_rows, r))(train(spark, cfg)),
         "score": lambda: (lambda r: (r.rows, r))(score_run_date(spark, cfg, date(date.today().year, 9, 30))),
@@ -139,6 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="bench_results/work", help="scratch folder (deleted per size)")
     parser.add_argument("--out", default="bench_results/benchmark.json", help="JSON results file")
     parser.add_argument("--conf", action="append", default=[], help="config overlay(s)")
+    parser.add_argument("--night-rows", type=int, default=None,
+                        help="records in the scored night (default: one month of the training customers)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)}, run in that order "
                              "(each needs the ones before it)")
@@ -151,7 +161,7 @@ def main(argv=None) -> int:
     results = []
     for rows in sizes:
         print(f"\n=== {rows:,} rows", flush=True)
-        result = run_size(spark, cfg, rows, Path(args.work), args.seed, args.stages.split(","))
+        result = run_size(spark, cfg, rows, Path(args.work), args.seed, args.stages.split(","), args.night_rows)
         results.append(result)
         print(f"{'stage':<34}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'py MB':>8}{'JVM MB':>8}")
         for name, s in result["stages"].items():
