@@ -8,6 +8,7 @@ the helpers here, which pick ``load``/``save``/``forPath`` or ``table``/``saveAs
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from typing import Any, Callable, TypeVar
@@ -172,6 +173,8 @@ def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition
     """Create the table with its schema, column comments (from the fields' ``comment`` metadata),
     table comment and properties if it does not exist; on an existing table, (re)set the
     properties (e.g. a changed retention) without touching data."""
+    if is_path(path) and "://" not in path and not path.startswith(("dbfs:", "file:")):
+        path = os.path.abspath(path)      # the builder's location must not be relative
     builder = DeltaTable.createIfNotExists(spark)
     builder = builder.location(path) if is_path(path) else builder.tableName(path)
     builder = builder.addColumns(schema).partitionedBy(*partition_by).comment(comment)

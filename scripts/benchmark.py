@@ -95,7 +95,7 @@ def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str
 
     folder = work / f"rows_{rows}"
     shutil.rmtree(folder, ignore_errors=True)
-    cfg = dataclasses.replace(base_cfg, lake=LakeSettings(root=str(folder / "lake")))
+    cfg = dataclasses.replace(base_cfg, lake=LakeSettings(root=str((folder / "lake").resolve())))
     labelled, later = str(folder / "input_labelled"), str(folder / "input_september")
     customers = math.ceil(rows / MONTHS)
     # the night to score: by default the training customers' next month; --night-rows scores a
