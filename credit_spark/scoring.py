@@ -203,7 +203,7 @@ MONITORING_SCHEMA = T.StructType([
     _field("model_name", T.StringType(), "algorithm of the scoring model"),
     _field("model_version", T.IntegerType(), "MLflow registered-model version"),
     _field("metric", T.StringType(), "psi (score), csi (an input), rows_in, rows_out, class_share, "
-                                     "adverse_share_by_age_band, run_status"),
+                                     "adverse_share_by_age_band, run_status, baseline_missing"),
     _field("name", T.StringType(), "what the metric is about: score_points, a feature, a class, an age band"),
     _field("value", T.DoubleType(), "the metric's value"),
     _field("threshold_watch", T.DoubleType(), "PSI threshold for watch"),
