@@ -40,6 +40,8 @@ Transform = Callable[[DataFrame], DataFrame]
 
 #: canonical key columns of the features table (the spec maps the dataset's own names onto them)
 RECORD_ID, CUSTOMER_ID, PERIOD, LABEL = "record_id", "customer_id", "period", "label"
+#: name suffixes of the per-customer history features built from a temporal column
+HISTORY_SUFFIXES = ("__prev", "__delta", "__mean3", "__max3", "__history")
 
 NUMBER_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 

@@ -92,6 +92,14 @@ def configure(cfg: Config) -> str:
     return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
 
 
+def training_runs(experiment_id: str, **kwargs) -> list:
+    """The experiment's training runs (MLflow Run objects); kwargs go to ``mlflow.search_runs``."""
+    import mlflow
+
+    return mlflow.search_runs([experiment_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = 'train'",
+                              output_format="list", **kwargs)
+
+
 def client():
     import mlflow
     return mlflow.MlflowClient()

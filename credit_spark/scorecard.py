@@ -118,9 +118,13 @@ class _ScorecardParams(HasLabelCol, HasProbabilityCol, HasPredictionCol):
         return [k - 1] if k == 2 else list(range(k))
 
     def points_scale(self) -> tuple[float, float]:
-        factor = self.getOrDefault("pdo") / math.log(2)
-        offset = self.getOrDefault("baseScore") - factor * math.log(self.getOrDefault("baseOdds"))
-        return factor, offset
+        return points_scale(self.getOrDefault("pdo"), self.getOrDefault("baseScore"), self.getOrDefault("baseOdds"))
+
+
+def points_scale(pdo: float, base_score: float, base_odds: float) -> tuple[float, float]:
+    """(factor, offset) of the points scale: score = offset + factor × ln(odds of non-event)."""
+    factor = pdo / math.log(2)
+    return factor, base_score - factor * math.log(base_odds)
 
 
 def bin_key(column: str, edges: list[float] | None) -> Column:

@@ -32,9 +32,10 @@ from pyspark.sql import types as T
 from credit_spark import monitoring, registry
 from credit_spark.config import Config, DatasetSpec, ScorecardSettings
 from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
-from credit_spark.features import (CUSTOMER_ID, PERIOD, RECORD_ID, Transform, feature_catalog,
+from credit_spark.features import (CUSTOMER_ID, HISTORY_SUFFIXES, PERIOD, RECORD_ID, Transform, feature_catalog,
                                    period_for_run_date, slug)
 from credit_spark.reasons import REASON_FEATURES
+from credit_spark.scorecard import points_scale
 from credit_spark.tables import (FEATURES, MONITORING, SCORES, commit_tagged, ensure_table, read_snapshot,
                                  replace_where, sql_literal, with_retries)
 
@@ -101,16 +102,11 @@ def table_properties(retention_months: int) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- transforms
-def points_scale(settings: ScorecardSettings) -> tuple[float, float]:
-    factor = settings.pdo / math.log(2)
-    return factor, settings.base_score - factor * math.log(settings.base_odds)
-
-
 def with_score_points(classes: list[str], settings: ScorecardSettings) -> Transform:
     """``score_points`` and ``predicted_class``. A scorecard model's own points are kept (they are
     the sum of its card's points, which its reasons refer to); any other model's P(adverse) is put
     on the same scale: offset + factor × ln((1 − p) / p)."""
-    factor, offset = points_scale(settings)
+    factor, offset = points_scale(settings.pdo, settings.base_score, settings.base_odds)
 
     def transform(predictions: DataFrame) -> DataFrame:
         out = predictions.withColumn(PREDICTED_CLASS, F.element_at(F.array(*[F.lit(c) for c in classes]),
@@ -121,9 +117,6 @@ def with_score_points(classes: list[str], settings: ScorecardSettings) -> Transf
                     F.lit(1 - 1e-6))
         return out.withColumn(SCORE_POINTS, F.lit(offset) + F.lit(factor) * F.log((1 - p) / p))
     return transform
-
-
-HISTORY_SUFFIXES = ("__prev", "__delta", "__mean3", "__max3", "__history")
 
 
 def reason_lookup(spec: DatasetSpec) -> tuple[Column, Column]:

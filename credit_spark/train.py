@@ -336,9 +336,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         for df in [*persisted, *predictions.values()]:
             df.unpersist()
 
-    previous = mlflow.search_runs([experiment_id], filter_string=f"tags.`{registry.TRAIN_RUN_TAG}` = 'train'",
-                                  output_format="list")
-    run_number = len(previous) + 1
+    run_number = len(registry.training_runs(experiment_id)) + 1
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{run_number}",
                           tags={registry.TRAIN_RUN_TAG: "train", "dataset": cfg.dataset}) as run:
         run_id = run.info.run_id
@@ -395,12 +393,9 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
 
 def render_report(cfg: Config, run_id: str | None = None, out: str | None = None) -> Path:
     """Re-render a training run's report from its results stored in MLflow (latest run by default)."""
-    import mlflow
-
     experiment_id = registry.configure(cfg)
     if run_id is None:
-        runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`{registry.TRAIN_RUN_TAG}` = 'train'",
-                                  order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        runs = registry.training_runs(experiment_id, order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
             raise NoRecordsError(f"no training run in MLflow experiment '{cfg.tracking.experiment}' "
                                  f"({registry.tracking_uri(cfg)}): run `credit-spark train` first")

@@ -76,6 +76,7 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
     tuning: TuningSettings = settings.tuning
     grid = param_grid(pipeline, algorithm, settings) if tuning.method != "none" else []
     metric = evaluator.getOrDefault("metricName")
+    pick = max if evaluator.isLargerBetter() else min
     if not grid:
         return TuningResult(model=pipeline.fit(train), method="none", metric_name=metric)
     if tuning.method == "cross_validation":
@@ -93,9 +94,7 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
         with ThreadPoolExecutor(max_workers=min(tuning.parallelism, len(grid))) as pool:
             results = list(pool.map(fit_and_score, grid))
         scores = [score for _, score in results]
-        pick = max if evaluator.isLargerBetter() else min
         model = results[scores.index(pick(scores))][0]
-    pick = max if evaluator.isLargerBetter() else min
     best = grid[scores.index(pick(scores))]
     table = [{"params": params_as_settings(pm), "metric": float(s)} for pm, s in zip(grid, scores)]
     logger.info("%s: %s over %d grid points, best %s = %.4f with %s", algorithm, tuning.method, len(grid),
