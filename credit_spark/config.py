@@ -223,6 +223,32 @@ class GradientBoostedTreesSettings:
 
 
 @dataclass(frozen=True)
+class NeuralNetworkSettings:
+    """The PyTorch network, trained data-parallel on the executors (README, "Neural network")."""
+
+    hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.2
+    embedding_dim: int = 8          # largest embedding width per categorical column
+    learning_rate: float = 0.001
+    weight_decay: float = 0.00001
+    batch_size: int = 512           # rows per step and process
+    max_epochs: int = 30
+    patience: int = 4               # epochs without a better validation loss before stopping
+    seed: int = 42
+    #: torch_distributor (Spark's TorchDistributor, DDP) | horovod (horovod.spark.run)
+    backend: Literal["torch_distributor", "horovod"] = "torch_distributor"
+    num_processes: int = 2          # training processes = Spark tasks (one GPU each on a GPU cluster)
+    #: TorchDistributor: false = processes run on the executors; true = on the driver node
+    local_mode: bool = False
+    #: auto = use GPUs when Spark schedules them (spark.task.resource.gpu.amount >= 1)
+    use_gpu: bool | Literal["auto"] = "auto"
+    #: training shards and checkpoints; null = <lake.root>/_staging, <lake.root>/_checkpoints
+    staging_dir: str | None = None
+    checkpoint_dir: str | None = None
+    grid: Grid = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ScorecardSettings:
     """The traditional baseline: binning, WOE, IV filter, logistic regression, points."""
 
@@ -295,6 +321,7 @@ class TrainSettings:
     random_forest: RandomForestSettings = field(default_factory=RandomForestSettings)
     gradient_boosted_trees: GradientBoostedTreesSettings = field(default_factory=GradientBoostedTreesSettings)
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
+    neural_network: NeuralNetworkSettings = field(default_factory=NeuralNetworkSettings)
 
 
 @dataclass(frozen=True)
@@ -356,7 +383,7 @@ class Config:
 
 
 GENERATED_RECORD_ID = "_record_id"
-ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "scorecard")
+ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "scorecard", "neural_network")
 BINARY_ONLY = ("gradient_boosted_trees",)
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
@@ -557,6 +584,14 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
         raise ConfigError(f"{source}: train.tuning.num_folds must be >= 2 and parallelism >= 1")
     if train.comparison.bootstrap_samples < 100 or not 0.5 < train.comparison.confidence < 1.0:
         raise ConfigError(f"{source}: train.comparison needs bootstrap_samples >= 100 and 0.5 < confidence < 1")
+    nn = train.neural_network
+    if (not nn.hidden_layers or min(nn.hidden_layers) < 1 or not 0 <= nn.dropout < 1 or nn.batch_size < 1
+            or nn.max_epochs < 1 or nn.patience < 1 or nn.num_processes < 1 or nn.learning_rate <= 0):
+        raise ConfigError(f"{source}: train.neural_network needs hidden_layers of positive widths, 0 <= dropout < 1, "
+                          f"learning_rate > 0 and batch_size, max_epochs, patience, num_processes >= 1")
+    if nn.grid:
+        raise ConfigError(f"{source}: train.neural_network.grid: the network is not tuned by grid search "
+                          f"(it stops early on the validation split); set its settings directly")
     for algorithm in ("logistic_regression", "random_forest", "gradient_boosted_trees"):
         settings = getattr(train, algorithm)
         tunable = [f.name for f in dataclasses.fields(settings) if f.name not in ("grid", "seed", "family")]

@@ -68,10 +68,33 @@ def scorecard_estimator(spec: DatasetSpec, settings: TrainSettings, weighted: bo
                      baseOdds=s.base_odds, regParam=s.reg_param, weightCol=CLASS_WEIGHT if weighted else None)
 
 
-def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings) -> Pipeline:
+def neural_network_pipeline(spec: DatasetSpec, settings: TrainSettings, weighted: bool,
+                            staging_dir: str | None = None, checkpoint_dir: str | None = None) -> Pipeline:
+    from credit_spark.neural import TorchClassifier, preprocessing_stages as nn_preprocessing
+
+    s = settings.neural_network
+    front, indexed = nn_preprocessing(numeric_features(spec), categorical_features(spec), FEATURES_RAW)
+    network = TorchClassifier(
+        featuresCol="features", categoricalCols=indexed, labelCol=LABEL_INDEX,
+        weightCol=CLASS_WEIGHT if weighted else None, numClasses=len(spec.label.classes),
+        hiddenLayers=s.hidden_layers, dropout=s.dropout, embeddingDim=s.embedding_dim, learningRate=s.learning_rate,
+        weightDecay=s.weight_decay, batchSize=s.batch_size, maxEpochs=s.max_epochs, patience=s.patience, seed=s.seed,
+        backend=s.backend, numProcesses=s.num_processes, localMode=s.local_mode, useGpu=str(s.use_gpu).lower(),
+        stagingDir=s.staging_dir or staging_dir or "/tmp/credit_spark_staging",
+        checkpointDir=s.checkpoint_dir or checkpoint_dir or "")
+    return Pipeline(stages=[*front, network])
+
+
+def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings, work_dir: str | None = None) -> Pipeline:
+    """The unfitted pipeline of ``algorithm``; ``work_dir`` (the lake root) holds the network's
+    training shards and checkpoints."""
     weighted = settings.class_weight == "balanced"
     if algorithm == "scorecard":
         return Pipeline(stages=[scorecard_estimator(spec, settings, weighted)])
+    if algorithm == "neural_network":
+        root = work_dir.rstrip("/") if work_dir else None
+        return neural_network_pipeline(spec, settings, weighted, root and f"{root}/_staging",
+                                       root and f"{root}/_checkpoints/neural_network")
     return Pipeline(stages=[*preprocessing_stages(spec),
                             classifier(algorithm, settings, len(spec.label.classes), weighted)])
 
@@ -141,6 +164,9 @@ def importance(model: PipelineModel, sample: DataFrame) -> dict:
         return {"kind": "information value (adverse class card)",
                 "items": [{"feature": r["feature"], "value": r["iv"]} for r in stage.iv_table()]}
     names = vector_slot_names(model, sample)
+    if hasattr(stage, "input_importance"):
+        items = sorted(stage.input_importance(names), key=lambda r: -r["value"])
+        return {"kind": "first-layer weight norm on standardised inputs (indicative)", "items": items[:30]}
     if hasattr(stage, "featureImportances"):
         values = stage.featureImportances.toArray().tolist()
         kind = "feature importance (impurity decrease)"

@@ -208,7 +208,9 @@ def reasons_stage(name: str, model: PipelineModel, card: ScorecardModel | None, 
     if card is None:
         logger.warning("%s: no scorecard in this run to explain it with; its scores will carry no reasons", name)
         return ReasonCodesModel(method="points", state=json.dumps({"points": {}, "edges": {}}))
-    return points_reasons(card, used_features(model, train.limit(0)), max_reasons)
+    # trees: the card restricted to the features the trees use; the network uses every input
+    used = used_features(model, train.limit(0)) if hasattr(fitted_classifier(model), "featureImportances") else None
+    return points_reasons(card, used, max_reasons)
 
 
 def monitoring_reference(validation: DataFrame, test: DataFrame, has_period: bool) -> DataFrame:
@@ -255,6 +257,9 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     spec, settings = cfg.spec, cfg.train
     classes = spec.label.classes
     experiment_id = registry.configure(cfg)        # a wrong tracking config fails before any work
+    if "neural_network" in settings.algorithms:    # so does a backend that is not installed
+        from credit_spark.neural import require_backend
+        require_backend(settings.neural_network.backend)
     features, features_version = read_snapshot(spark, cfg, FEATURES)
     labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))
     splits = make_splits(labelled, settings)
@@ -288,7 +293,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         fit_seconds: dict[str, float] = {}
         for algorithm in settings.algorithms:
             started = time.perf_counter()
-            tuned = fit_tuned(build_pipeline(spec, algorithm, settings), algorithm, settings, train_df,
+            tuned = fit_tuned(build_pipeline(spec, algorithm, settings, cfg.lake.root), algorithm, settings, train_df,
                               validation_df, evaluator)
             model = tuned.model
             if calibrated:

@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame
 
 from credit_spark.config import TuningSettings
 from credit_spark.metrics import evaluate
-from credit_spark.models import param_grid, params_as_settings
+from credit_spark.models import CLASS_WEIGHT, param_grid, params_as_settings
 from credit_spark.splits import CV_FOLD, with_cv_fold
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,17 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
     grid = param_grid(pipeline, algorithm, settings) if tuning.method != "none" else []
     metric = evaluator.getOrDefault("metricName")
     pick = max if evaluator.isLargerBetter() else min
+    if algorithm == "neural_network":   # no grid: early stopping on the validation split instead
+        from credit_spark.neural import fit_with_validation
+        weight = CLASS_WEIGHT if CLASS_WEIGHT in train.columns else None
+        model = fit_with_validation(pipeline, train, validation, evaluator.getLabelCol(), weight)
+        info = model.stages[-1].fit_info()
+        summary = {k: info[k] for k in ("backend", "world_size", "device", "epochs", "best_epoch")}
+        summary["samples_per_second"] = round(info["samples_per_second"], 1)
+        history = [{"params": {"epoch": h["epoch"], "train_loss": round(h["train_loss"], 5)},
+                    "metric": h.get("validation_loss", float("nan"))} for h in info["history"]]
+        return TuningResult(model=model, method="early_stopping", metric_name="validation_loss",
+                            best_params=summary, grid=history)
     if not grid:
         return TuningResult(model=pipeline.fit(train), method="none", metric_name=metric)
     if tuning.method == "cross_validation":

@@ -2,11 +2,22 @@
 # Create .venv/ in the repo root and install credit_spark with the given extras (idempotent).
 #   scripts/setup.sh            # runtime only
 #   scripts/setup.sh dev        # + test tools
+#   scripts/setup.sh nn         # + torch, for the neural network (TorchDistributor backend)
+#   scripts/setup.sh nn,horovod # + Horovod 0.28.1 built against that torch (scripts/build_horovod.sh)
+#   scripts/setup.sh dev,nn,horovod   # what the test command installs
 # A second run with the same setup.py and extras does nothing; pip's cache serves reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${1:-}"
+REQUESTED="${1:-}"
+# "horovod" is not a pip extra (no installable wheel exists for current torch): it means the nn
+# extra plus the cached local build of scripts/build_horovod.sh
+EXTRAS="$(echo "$REQUESTED" | tr ',' '\n' | grep -v -x -e horovod -e '' | paste -sd, - || true)"
+WITH_HOROVOD=0
+if echo ",$REQUESTED," | grep -q ",horovod,"; then
+  WITH_HOROVOD=1
+  echo ",$EXTRAS," | grep -q ",nn," || EXTRAS="${EXTRAS:+$EXTRAS,}nn"
+fi
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 
 "$PYTHON" - <<'PY'
@@ -33,4 +44,8 @@ else
     .venv/bin/python -m pip install -q -e .
   fi
   touch "$stamp"
+fi
+
+if [ "$WITH_HOROVOD" = 1 ]; then
+  bash scripts/build_horovod.sh
 fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Command two: set up .venv/ with the test extras and run the test suite.
+# Command two: set up .venv/ with the test extras (pytest, torch, Horovod built once and cached)
+# and run the test suite.
 #   scripts/test.sh                  # everything (about 45-55 minutes on 2 cores)
 #   scripts/test.sh -m "not e2e"     # the fast tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
+bash scripts/setup.sh dev,nn,horovod
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

@@ -1,0 +1,161 @@
+"""The neural network: the torch body alone, then both Spark launchers with two processes in local[2]."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from pyspark.ml import PipelineModel
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import functions as F
+
+torch = pytest.importorskip("torch", reason="the neural-network extra is not installed (scripts/setup.sh nn)")
+
+from credit_spark.errors import ConfigError  # noqa: E402
+from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
+from credit_spark.torch_net import Arrays, Comm, FitParams, NetSpec, build_net, fit, load_state, predict_proba  # noqa: E402
+
+NUMERIC, CLASSES = 6, 3
+
+
+def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three classes driven by two numeric inputs and one category (learnable, not trivial)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, NUMERIC)).astype(np.float32)
+    cats = np.stack([rng.integers(0, 5, n), rng.integers(0, 3, n)], axis=1)
+    signal = x[:, 0] + 0.8 * x[:, 1] + 0.7 * (cats[:, 0] == 2) + rng.normal(scale=0.4, size=n)
+    y = np.digitize(signal, [-0.6, 0.6]).astype(np.int64)
+    return x, cats, y
+
+
+def as_frame(spark, n: int, seed: int, validation_share: float = 0.0):
+    x, cats, y = synthetic(n, seed)
+    rows = [(i, x[i].tolist(), int(cats[i, 0]), int(cats[i, 1]), float(y[i]), 1.0 + float(y[i] == 2),
+             bool(i < validation_share * n)) for i in range(n)]
+    df = spark.createDataFrame(rows, "id long, x array<float>, c0 int, c1 int, label double, w double, "
+                                     "is_val boolean")
+    return df.withColumn("features", array_to_vector("x")).drop("x")
+
+
+def estimator(tmp_path, backend: str, **overrides) -> TorchClassifier:
+    params = dict(featuresCol="features", categoricalCols=["c0", "c1"], labelCol="label", weightCol="w",
+                  numClasses=CLASSES, hiddenLayers=[32, 16], batchSize=128, maxEpochs=6, patience=3,
+                  backend=backend, numProcesses=2, localMode=False, useGpu="false",
+                  stagingDir=str(tmp_path / "staging"), checkpointDir=str(tmp_path / "checkpoints"))
+    params.update(overrides)
+    return TorchClassifier(**params)
+
+
+# --------------------------------------------------------------------------- torch alone
+def test_fit_lowers_the_loss_and_predicts_probabilities():
+    x, cats, y = synthetic(3000, seed=1)
+    train = Arrays(x[:2400], cats[:2400], y[:2400], np.ones(2400, np.float32))
+    valid = Arrays(x[2400:], cats[2400:], y[2400:], np.ones(600, np.float32))
+    spec = NetSpec(num_numeric=NUMERIC, cardinalities=[6, 4], num_classes=CLASSES, hidden_layers=[32, 16])
+    result = fit(Comm(), train, valid, spec, FitParams(max_epochs=8, batch_size=128, patience=8))
+    losses = [h["validation_loss"] for h in result["history"]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert result["best_epoch"] == 1 + int(np.argmin(losses))
+    net = build_net(spec)
+    net.load_state_dict(load_state(result["state"]))
+    net.eval()
+    probs = predict_proba(net, valid.numeric, valid.categorical)
+    assert probs.shape == (600, CLASSES)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (probs.argmax(axis=1) == valid.label).mean() > 0.6     # chance is about 0.33
+
+
+def test_early_stopping_stops_when_the_validation_loss_stops_improving():
+    x, cats, y = synthetic(1200, seed=2)
+    train = Arrays(x[:1000], cats[:1000], y[:1000], np.ones(1000, np.float32))
+    shuffled = np.random.default_rng(3).permutation(y[1000:])     # labels unrelated to the inputs
+    valid = Arrays(x[1000:], cats[1000:], shuffled, np.ones(200, np.float32))
+    spec = NetSpec(num_numeric=NUMERIC, cardinalities=[6, 4], num_classes=CLASSES, hidden_layers=[64, 64],
+                   dropout=0.0)
+    result = fit(Comm(), train, valid, spec, FitParams(max_epochs=40, batch_size=64, patience=2, learning_rate=0.01))
+    assert result["epochs"] < 40
+    assert result["epochs"] == result["best_epoch"] + 2
+
+
+def test_a_rank_without_rows_is_an_error():
+    empty = Arrays(np.zeros((0, 2), np.float32), np.zeros((0, 0), np.int64), np.zeros(0, np.int64),
+                   np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="rank 0 of 1 received no training rows"):
+        fit(Comm(), empty, None, NetSpec(2, [], 2), FitParams())
+
+
+# --------------------------------------------------------------------------- through Spark
+@pytest.fixture(scope="module")
+def distributor_model(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nn_td")
+    data = as_frame(spark, 3000, seed=4, validation_share=0.2)
+    model = estimator(tmp, "torch_distributor", validationIndicatorCol="is_val").fit(data)
+    return model, tmp
+
+
+def assert_trained_in_step(info: dict, backend: str) -> None:
+    assert info["backend"] == backend and info["world_size"] == 2
+    assert len(info["rank_checksums"]) == 2 and len(set(info["rank_checksums"])) == 1, info["rank_checksums"]
+    losses = [h["train_loss"] for h in info["history"]]
+    assert losses[-1] < losses[0], losses
+    assert info["train_rows"] == 2400                # every training row, and only those, was trained on
+    assert all("validation_loss" in h for h in info["history"])
+
+
+def test_torch_distributor_trains_two_processes_in_step(distributor_model):
+    model, tmp = distributor_model
+    assert_trained_in_step(model.fit_info(), "torch_distributed")
+    assert (tmp / "checkpoints" / "best.pt").is_file()
+    assert not any((tmp / "staging").iterdir())      # the shards are removed after training
+
+
+def test_spark_scoring_equals_direct_torch_inference(spark, distributor_model):
+    model, _ = distributor_model
+    data = as_frame(spark, 300, seed=5).repartition(3)
+    scored = model.transform(data).select("id", vector_to_array("features").alias("x"), "c0", "c1",
+                                          vector_to_array("probability").alias("p"), "prediction")
+    rows = sorted(scored.collect(), key=lambda r: r["id"])   # 300 test rows
+    numeric = np.array([r["x"] for r in rows], np.float32)
+    cats = np.array([[r["c0"], r["c1"]] for r in rows], np.int64)
+    direct = predict_proba(model.network(), numeric, cats)
+    np.testing.assert_allclose(np.array([r["p"] for r in rows]), direct, rtol=1e-6, atol=1e-7)
+    assert [r["prediction"] for r in rows] == direct.argmax(axis=1).astype(float).tolist()
+
+
+def test_the_model_saves_and_loads_inside_a_pipeline_model(spark, distributor_model, tmp_path):
+    model, _ = distributor_model
+    data = as_frame(spark, 50, seed=6)
+    PipelineModel(stages=[model]).write().save(str(tmp_path / "pipeline"))
+    loaded = PipelineModel.load(str(tmp_path / "pipeline"))
+    assert isinstance(loaded.stages[0], TorchClassifierModel)
+    before = model.transform(data).select("id", "prediction", vector_to_array("probability").alias("p"))
+    after = loaded.transform(data).select("id", "prediction", vector_to_array("probability").alias("p"))
+    assert sorted(before.collect()) == sorted(after.collect())
+
+
+def test_horovod_trains_two_processes_in_step(spark, tmp_path):
+    pytest.importorskip("horovod.spark", reason="Horovod is not installed (scripts/build_horovod.sh)")
+    data = as_frame(spark, 3000, seed=4, validation_share=0.2)
+    model = estimator(tmp_path, "horovod", validationIndicatorCol="is_val").fit(data)
+    assert_trained_in_step(model.fit_info(), "horovod")
+    p = model.transform(data.limit(20)).select(F.sum(F.aggregate(vector_to_array("probability"), F.lit(0.0),
+                                                                 lambda a, b: a + b))).first()[0]
+    assert p == pytest.approx(20.0, abs=1e-5)
+
+
+def test_too_few_rows_for_the_processes_is_an_error(spark, tmp_path):
+    data = as_frame(spark, 3, seed=7)
+    with pytest.raises(Exception, match="3 training row\\(s\\) cannot feed 2 processes"):
+        estimator(tmp_path, "torch_distributor").fit(data)
+
+
+# --------------------------------------------------------------------------- configuration errors
+def test_horovod_chosen_but_missing_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "horovod.spark", None)    # what an environment without it sees
+    with pytest.raises(ConfigError, match="backend is 'horovod' but Horovod is not installed.*build_horovod.sh"):
+        require_backend("horovod")
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        require_backend("mpi")
