@@ -390,7 +390,8 @@ def read_shard(directory: str, rank: int, size: int, num_numeric: int, num_categ
 
     def matrix(column: str, width: int, dtype) -> np.ndarray:
         flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return flat.astype(dtype, copy=False).reshape(n, width)
+        # Arrow buffers are read-only; torch wants writable memory (np.require copies only then)
+        return np.require(flat.astype(dtype, copy=False), requirements=["W"]).reshape(n, width)
 
     return Arrays(numeric=matrix("numeric", num_numeric, np.float32),
                   categorical=matrix("categorical", num_categorical, np.int64),

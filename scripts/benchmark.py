@@ -14,6 +14,9 @@ issues; this records where we stand.
     .venv/bin/python scripts/benchmark.py --sizes 100000,1000000 --conf conf/bench.yaml
 
     .venv/bin/python scripts/benchmark.py --sizes 10000000 --stages generate,ingest,features
+
+The ``nn`` stage (needs ``scripts/setup.sh nn``) trains the network alone with 1 and 2 processes
+and scores every feature row with it: ``--stages generate,ingest,features,nn``.
 """
 from __future__ import annotations
 
@@ -40,7 +43,46 @@ from credit_spark.train import train
 MONTHS = 8
 
 
-STAGES = ("generate", "ingest", "features", "train", "score")
+STAGES = ("generate", "ingest", "features", "train", "score", "nn")
+NN_EPOCHS = 2
+
+
+def nn_stage(spark, cfg) -> dict:
+    """The network alone on the features table: data-parallel training throughput with 1 and 2
+    processes (``NN_EPOCHS`` epochs each, no early stop), then scoring every row through the
+    Arrow UDF into Spark's ``noop`` sink (inference cost without a write)."""
+    import dataclasses
+
+    from pyspark.sql import functions as F
+
+    from credit_spark.features import LABEL
+    from credit_spark.models import build_pipeline
+    from credit_spark.tables import FEATURES, read_table
+    from credit_spark.train import with_label_index
+
+    spec = cfg.spec
+    rows = (read_table(spark, cfg, FEATURES).where(F.col(LABEL).isNotNull())
+            .transform(with_label_index(spec.label.classes)))
+    out, model = {}, None
+    for processes in (1, 2):
+        nn = dataclasses.replace(cfg.train.neural_network, num_processes=processes, max_epochs=NN_EPOCHS,
+                                 patience=NN_EPOCHS)
+        settings = dataclasses.replace(cfg.train, class_weight="none", neural_network=nn)
+        pipeline = build_pipeline(spec, "neural_network", settings, cfg.lake.root)
+        seconds, model, mem = timed(lambda: pipeline.fit(rows))
+        info = model.stages[-1].fit_info()
+        samples = info["train_rows"] * info["epochs"]
+        out[f"nn:train {processes} process{'es' if processes > 1 else ''}"] = {
+            "rows": samples, "seconds": round(seconds, 2), "rows_per_s": round(info["samples_per_second"], 1),
+            "python_driver_peak_mb": round(mem.python_peak / 2**20), "jvm_peak_mb": round(mem.jvm_peak / 2**20),
+            "note": f"{NN_EPOCHS} epochs; rows/s = samples/s inside the training loop"}
+    scored = read_table(spark, cfg, FEATURES)
+    n = scored.count()
+    seconds, _, mem = timed(lambda: model.transform(scored).select("prediction", "probability")
+                            .write.format("noop").mode("overwrite").save())
+    out["nn:score"] = {"rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 1),
+                       "python_driver_peak_mb": round(mem.python_peak / 2**20), "jvm_peak_mb": round(mem.jvm_peak / 2**20)}
+    return out
 
 
 class PeakMemory:
@@ -112,6 +154,9 @@ def run_size(spark, base_cfg, rows: int, work: Path, seed: int, stages: list[str
     }
     out, quality = {}, {}
     for name in stages:
+        if name == "nn":
+            out.update(nn_stage(spark, cfg))
+            continue
         seconds, (n, result), mem = timed(steps[name])
         out[name] = {"rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 1),
                      "python_driver_peak_mb": round(mem.python_peak / 2**20), "jvm_peak_mb": round(mem.jvm_peak / 2**20)}

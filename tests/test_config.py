@@ -73,6 +73,10 @@ def test_invalid_choice_is_named(tmp_path):
      r"train\.test_fraction \+ train\.validation_fraction must leave customers to train on"),
     ("train:\n  calibration: {method: beta}\n", r"train\.calibration\.method: must be one of"),
     ("train:\n  comparison: {bootstrap_samples: 10}\n", r"bootstrap_samples >= 100"),
+    ("train:\n  neural_network: {backend: mpi}\n", r"train\.neural_network\.backend: must be one of"),
+    ("train:\n  neural_network: {grid: {dropout: [0.1]}}\n", r"train\.neural_network\.grid: the network is not tuned"),
+    ("train:\n  neural_network: {dropout: 1.0}\n", r"train\.neural_network needs .*0 <= dropout < 1"),
+    ("train:\n  neural_network: {use_gpu: maybe}\n", r"train\.neural_network\.use_gpu"),
 ])
 def test_semantic_checks(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -165,3 +169,10 @@ def test_databricks_overlay_and_job_definition_are_valid():
         # Databricks fills in the dynamic value; the rest must be valid CLI arguments as written
         args = parse_args([p.replace("{{job.start_time.iso_date}}", "2026-09-30") for p in wheel["parameters"]])
         assert args.env == "databricks" and args.command in {"ingest", "features", "train", "score"}
+
+
+def test_neural_network_overlay_and_gpu_switch(tmp_path):
+    cfg = load_config([str(Path(__file__).resolve().parents[1] / "conf" / "nn.yaml"), write(tmp_path, "train:\n  neural_network: {use_gpu: true}\n")], env="local")
+    assert cfg.train.algorithms[-1] == "neural_network"
+    assert cfg.train.neural_network.use_gpu is True and cfg.train.neural_network.backend == "torch_distributor"
+    assert load_config(env="local").train.neural_network.use_gpu == "auto"

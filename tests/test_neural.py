@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,52 @@ def test_horovod_chosen_but_missing_says_how_to_install_it(monkeypatch):
 def test_unknown_backend_is_named():
     with pytest.raises(ConfigError, match="backend must be one of"):
         require_backend("mpi")
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.mark.e2e
+def test_train_compare_register_and_score_with_the_network(spark, cfg):
+    """The network trains inside `train` next to the scorecard, is compared, registered and
+    reported like the MLlib models, and the nightly scorer uses it through the same interface."""
+    import dataclasses
+    from datetime import date
+
+    from credit_spark import registry
+    from credit_spark.features import build_features
+    from credit_spark.generate import generate_records
+    from credit_spark.report import load_results
+    from credit_spark.scoring import score_run_date
+    from credit_spark.tables import FEATURES, SCORES, overwrite_table
+    from credit_spark.train import train
+
+    t = cfg.train
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        t, algorithms=["neural_network", "scorecard"], tuning=dataclasses.replace(t.tuning, method="none"),
+        comparison=dataclasses.replace(t.comparison, bootstrap_samples=200),
+        neural_network=dataclasses.replace(t.neural_network, hidden_layers=[32, 16], max_epochs=8, batch_size=128)))
+    labelled = generate_records(spark, 1600, seed=5)
+    september = generate_records(spark, 200, seed=5, months=1, start_month=9, labeled=False) \
+        .withColumn("Credit_Score", F.lit(None).cast("string"))
+    overwrite_table(build_features(labelled.unionByName(september), cfg.spec), cfg.table_path(FEATURES),
+                    partition_by=["period"])
+
+    result = train(spark, cfg)
+    assert set(result.metrics) == {"neural_network", "scorecard"}
+    network = result.metrics["neural_network"]
+    assert network.auc > 0.7 and network.macro_f1 > 0.45, network.headline()
+    assert network.uncalibrated and network.reliability["after"]          # calibrated like the others
+    assert [d.model for d in result.comparison if d.metric == "macro_f1"] == ["neural_network"]
+    report = load_results(result.report_dir)
+    tuning = report["models"]["neural_network"]["tuning"]
+    assert tuning["method"] == "early_stopping" and tuning["best_params"]["world_size"] == 2
+    assert len(tuning["grid"]) == tuning["best_params"]["epochs"]           # one line per epoch
+    assert report["models"]["neural_network"]["importance"]["items"]
+    assert not list((Path(cfg.lake.root) / "_staging").glob("*/*"))         # shards removed after training
+
+    scoring = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, model="neural_network"))
+    night = score_run_date(spark, scoring, date(2026, 9, 30))
+    assert night.rows == 200 and night.model_version == result.versions["neural_network"]
+    scores = spark.read.format("delta").load(cfg.table_path(SCORES))
+    assert {r[0] for r in scores.select("model_name").distinct().collect()} == {"neural_network"}
+    assert scores.where(F.size("reasons") > 0).count() > 0                 # the scorecard explains it
+    assert registry.resolve(scoring, "neural_network").model_name == "neural_network"
