@@ -419,10 +419,11 @@ def _tuning_section(results: dict, plots: dict[str, str]) -> list[_Block]:
             continue
         metric_name = _text(tuning.get("metric_name"))
         best = tuning.get("best_params") or {}
+        early_stopping = tuning.get("method") == "early_stopping"   # the network: one row per epoch
         blocks += [_Block("h3", name),
                    _Block("facts", rows=[["Method", _text(tuning.get("method"))],
                                          ["Metric", metric_name],
-                                         ["Best parameters", _params(best)]])]
+                                         ["Training" if early_stopping else "Best parameters", _params(best)]])]
         grid = tuning.get("grid") or []
         keys: list[str] = []
         for point in grid:
@@ -430,8 +431,9 @@ def _tuning_section(results: dict, plots: dict[str, str]) -> list[_Block]:
         rows = []
         for point in grid:
             params = point.get("params") or {}
+            chosen = (params.get("epoch") == best.get("best_epoch")) if early_stopping else (params == best and best)
             rows.append([*(_param(params.get(k)) for k in keys), _fixed(point.get("metric")),
-                         "yes" if params == best and best else ""])
+                         "yes" if chosen else ""])
         if rows:
             blocks.append(_table([*keys, metric_name, "Best"], rows, "r" * (len(keys) + 1) + "l"))
     return blocks if len(blocks) > 1 else []

@@ -144,6 +144,14 @@ def test_horovod_trains_two_processes_in_step(spark, tmp_path):
     assert p == pytest.approx(20.0, abs=1e-5)
 
 
+def test_torch_distributor_local_mode_runs_the_processes_on_the_driver_node(spark, tmp_path):
+    data = as_frame(spark, 1200, seed=8)
+    model = estimator(tmp_path, "torch_distributor", localMode=True, maxEpochs=3).fit(data)
+    info = model.fit_info()
+    assert info["world_size"] == 2 and len(set(info["rank_checksums"])) == 1
+    assert info["train_rows"] == 1200 and "validation_loss" not in info["history"][0]   # no validation rows
+
+
 def test_too_few_rows_for_the_processes_is_an_error(spark, tmp_path):
     data = as_frame(spark, 3, seed=7)
     with pytest.raises(Exception, match="3 training row\\(s\\) cannot feed 2 processes"):

@@ -254,3 +254,19 @@ def test_round_trip_rerenders_identical_pages(report, tmp_path):
     for name in ("report.md", "report.html", "results.json"):
         assert (tmp_path / name).read_text() == (out / name).read_text(), name
     assert verdict(stored) == verdict(results)
+
+
+def test_network_training_history_marks_the_best_epoch(tmp_path):
+    results = make_results()
+    results["models"]["gbt"]["tuning"] = {
+        "method": "early_stopping", "metric_name": "validation_loss",
+        "best_params": {"backend": "horovod", "world_size": 2, "epochs": 3, "best_epoch": 2},
+        "grid": [{"params": {"epoch": e, "train_loss": 1.0 / e}, "metric": loss}
+                 for e, loss in ((1, 0.9), (2, 0.8), (3, 0.85))]}
+    write_report(results, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "- **Training:** backend=horovod, world_size=2, epochs=3, best_epoch=2" in md
+    assert "| epoch | train_loss | validation_loss | Best |" in md
+    section = md[md.index("### gbt", md.index("## Hyper-parameter tuning")):]
+    section = section[:section.index("\n## ")]
+    assert [line for line in section.splitlines() if line.endswith("| yes |")] == ["| 2 | 0.5 | 0.8000 | yes |"]
