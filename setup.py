@@ -34,8 +34,8 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "dev": ["pytest>=8", "psutil>=5.9"],
-        "bench": ["psutil>=5.9"],
+        "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],
+        "bench": ["psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

@@ -152,6 +152,23 @@ def _demo(spark, cfg: Config, args) -> None:
         _sql(spark, cfg, argparse.Namespace(query=q, limit=20))
 
 
+def _bench(spark, cfg: Config, args) -> None:
+    from credit_spark.bench import STAGES, run_benchmark, to_markdown, write_outputs
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        from credit_spark.errors import ConfigError
+        raise ConfigError(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    report = run_benchmark(spark, cfg, sizes, Path(args.work), stages, baseline=not args.no_baseline,
+                           night_rows=args.night_rows, seed=args.seed,
+                           baseline_memory_fraction=args.baseline_memory_fraction)
+    paths = write_outputs(report, Path(args.out))
+    print(to_markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def _probability_columns(cfg: Config) -> list[str]:
     from credit_spark.scoring import probability_column
 
@@ -183,6 +200,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
+    "bench": (_bench, "time every stage at several sizes, side by side with a pandas + scikit-learn baseline"),
 }
 
 
@@ -237,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     p["demo"].add_argument("--work", default="data/demo", help="folder for the generated input files")
     p["demo"].add_argument("--run-date", type=_run_date, default=date(date.today().year, 9, 30),
                            metavar="YYYY-MM-DD", help="run date to score (default: 30 September this year)")
+
+    p["bench"].add_argument("--sizes", default="100000,1000000,10000000", help="comma-separated row counts")
+    p["bench"].add_argument("--stages", default="generate,ingest,features,train,nn,score",
+                            help="comma-separated, in order (each needs the ones before it)")
+    p["bench"].add_argument("--night-rows", type=_positive_int, default=None,
+                            help="records in the scored night (default: one month of the training customers)")
+    p["bench"].add_argument("--no-baseline", action="store_true", help="skip the pandas + scikit-learn baseline")
+    p["bench"].add_argument("--baseline-memory-fraction", type=float, default=0.6,
+                            help="the baseline's address-space cap, as a share of the machine's memory")
+    p["bench"].add_argument("--seed", type=int, default=42)
+    p["bench"].add_argument("--work", default="bench_results/work", help="scratch folder (deleted per size)")
+    p["bench"].add_argument("--out", default="bench_results", help="folder for benchmark.json/.md/.png")
     return parser
 
 

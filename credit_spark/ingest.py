@@ -260,7 +260,8 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
         ingested_at = F.current_timestamp()
 
         quarantine_path = cfg.table_path(QUARANTINE)
-        merge_quarantine(spark, to_quarantine(classified, spec, batch_id, ingested_at), quarantine_path)
+        if reasons or not table_exists(spark, quarantine_path):   # a clean batch needs no merge (a full pass)
+            merge_quarantine(spark, to_quarantine(classified, spec, batch_id, ingested_at), quarantine_path)
 
         inserted, updated = merge_raw_records(spark, to_raw_records(classified, spec, batch_id, ingested_at),
                                               cfg.table_path(RAW_RECORDS), spec.record_key)

@@ -23,9 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -119,8 +120,8 @@ def with_score_points(classes: list[str], settings: ScorecardSettings) -> Transf
     return transform
 
 
-def reason_lookup(spec: DatasetSpec) -> tuple[Column, Column]:
-    """Map literals feature -> code and feature -> text.
+def reason_lookup(spec: DatasetSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """Feature -> code and feature -> text.
 
     A feature's code is its own ``reason_codes`` entry, else that of the feature its history is
     built from (``Outstanding_Debt__prev`` -> ``Outstanding_Debt``): one factor, one code. A
@@ -138,34 +139,45 @@ def reason_lookup(spec: DatasetSpec) -> tuple[Column, Column]:
             codes[name], texts[name] = reason.code, reason.text
         elif not spec.reason_codes:
             codes[name], texts[name] = f"R-{name}", description
+    return codes, texts
 
-    def literal(mapping: dict[str, str]) -> Column:
-        if not mapping:
-            return F.create_map().cast("map<string,string>")
-        return F.create_map(*[F.lit(x) for kv in sorted(mapping.items()) for x in kv])
-    return literal(codes), literal(texts)
+
+def pick_reasons(candidates, codes: dict[str, str], texts: dict[str, str], max_reasons: int) -> list[dict]:
+    """One row's reasons from its ranked candidates: coded features only, the first (largest)
+    candidate of each code, at most ``max_reasons``."""
+    picked: list[dict] = []
+    seen: set[str] = set()
+    for candidate in candidates if candidates is not None else ():
+        feature = candidate["feature"]
+        code = codes.get(feature)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        picked.append({"rank": len(picked) + 1, "code": code, "feature": feature, "text": texts[feature],
+                       "impact": float(candidate["impact"])})
+        if len(picked) == max_reasons:
+            break
+    return picked
 
 
 def with_reasons(spec: DatasetSpec, max_reasons: int) -> Transform:
     """``reasons`` (rank, code, feature, text, impact) from the model's ranked ``reason_features``:
     features without a code dropped, one reason per code (its largest impact), at most
-    ``max_reasons``."""
+    ``max_reasons``.
+
+    One Arrow-batched ``pandas_udf`` with dictionary lookups: the same logic in Spark's
+    higher-order functions (interpreted lambdas, linear map lookups, a quadratic de-duplication)
+    cost ~0.2 ms per record, most of a night's scoring time; this costs a few microseconds."""
     codes, texts = reason_lookup(spec)
+
+    @F.pandas_udf(REASON_TYPE)
+    def pick(candidates: pd.Series) -> pd.Series:
+        return pd.Series([pick_reasons(row, codes, texts, max_reasons) for row in candidates])
 
     def transform(df: DataFrame) -> DataFrame:
         if REASON_FEATURES not in df.columns:   # a model from before reasons existed
             return df.withColumn("reasons", F.lit(None).cast(REASON_TYPE))
-        coded = F.filter(F.transform(F.col(REASON_FEATURES), lambda r: F.struct(
-            F.element_at(codes, r["feature"]).alias("code"), r["feature"].alias("feature"),
-            F.element_at(texts, r["feature"]).alias("text"), r["impact"].alias("impact"))),
-            lambda r: r["code"].isNotNull())
-        # candidates are sorted by impact: keep the first (largest) of each code
-        first = F.filter(coded, lambda r, i: ~F.array_contains(
-            F.slice(F.transform(coded, lambda c: c["code"]), 1, i), r["code"]))
-        top = F.slice(first, 1, max_reasons)
-        return df.withColumn("reasons", F.transform(top, lambda r, i: F.struct(
-            (i + 1).cast("int").alias("rank"), r["code"].alias("code"), r["feature"].alias("feature"),
-            r["text"].alias("text"), r["impact"].alias("impact"))))
+        return df.withColumn("reasons", pick(F.col(REASON_FEATURES)))
     return transform
 
 

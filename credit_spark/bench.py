@@ -1,0 +1,382 @@
+"""Benchmark: seconds, rows/s, scaling exponents and driver memory of every stage, side by side
+with a single-machine pandas + scikit-learn baseline on the same generated data.
+
+For each size (rows of labelled history; one fresh lake folder per size, deleted afterwards):
+
+* credit_spark: ``generate``, ``ingest``, ``features``, ``train`` (the whole training run) and,
+  inside it, ``train:<algorithm>`` (search, fit and calibration of each model; the network to
+  convergence by early stopping when torch is installed), ``nn:epoch`` (one epoch of the network
+  with 1 and with 2 processes) and ``score`` (the nightly job: scoring, reasons, Delta write and
+  the monitoring table);
+* the baseline (:mod:`credit_spark.baseline`, in a child process with a memory cap, so its peak
+  memory is its own and running out of memory is a result, not a crash): ``read``, ``features``,
+  ``split``, ``train:logistic_regression``, ``train:random_forest``, ``evaluate``, on the same
+  labelled CSV files and the same customer-grouped split.
+
+Reported: per stage seconds, rows/s and the peak resident memory of the Python driver (and of
+the JVM, which in local mode is driver and executors at once); the scaling exponent ``k`` of each
+stage between consecutive sizes (time ∝ rows^k); the speed ratio of comparable stages; macro-F1
+and AUC of every model of both systems. Written as JSON, Markdown and a log-log PNG.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pyspark.sql import SparkSession
+
+from credit_spark.config import Config, LakeSettings
+
+logger = logging.getLogger(__name__)
+
+MONTHS = 8
+STAGES = ("generate", "ingest", "features", "train", "nn", "score")
+#: comparable work of the two systems: (label, credit_spark stages, baseline stages)
+COMPARABLE = (
+    ("clean + features", ("ingest", "features"), ("read", "features")),
+    ("train logistic regression", ("train:logistic_regression",), ("train:logistic_regression",)),
+    ("train random forest", ("train:random_forest",), ("train:random_forest",)),
+    ("end to end (ingest, features, LR, RF)",
+     ("ingest", "features", "train:logistic_regression", "train:random_forest"),
+     ("read", "features", "split", "train:logistic_regression", "train:random_forest")),
+)
+
+
+# --------------------------------------------------------------------------- measuring
+class PeakMemory:
+    """Samples the resident memory of this Python process and of its JVM child every 0.2 s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.python_peak = self.jvm_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _jvm_rss(self) -> int:
+        return sum(c.memory_info().rss for c in self.me.children(recursive=True) if "java" in c.name())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.python_peak = max(self.python_peak, self.me.memory_info().rss)
+                self.jvm_peak = max(self.jvm_peak, self._jvm_rss())
+            except Exception:   # a child may exit between listing and reading
+                pass
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_record(rows: int, seconds: float, mem: PeakMemory | None = None, **extra) -> dict:
+    out = {"rows": int(rows), "seconds": round(seconds, 2), "rows_per_s": round(rows / max(seconds, 1e-9), 1)}
+    if mem is not None:
+        out["python_driver_peak_mb"] = round(mem.python_peak / 2**20)
+        out["jvm_peak_mb"] = round(mem.jvm_peak / 2**20)
+    return {**out, **extra}
+
+
+def timed(fn: Callable):
+    start = time.perf_counter()
+    with PeakMemory() as mem:
+        result = fn()
+    return time.perf_counter() - start, result, mem
+
+
+# --------------------------------------------------------------------------- credit_spark side
+def bench_config(cfg: Config, lake: Path, with_network: bool) -> Config:
+    """One fit per algorithm (no grid: the benchmark times the work per model, not the grid's
+    size), a short bootstrap, and the network too when torch is installed."""
+    t = cfg.train
+    algorithms = [*t.algorithms]
+    if with_network and "neural_network" not in algorithms:
+        algorithms.append("neural_network")
+    train = dataclasses.replace(t, algorithms=algorithms, tuning=dataclasses.replace(t.tuning, method="none"),
+                                comparison=dataclasses.replace(t.comparison, bootstrap_samples=200))
+    return dataclasses.replace(cfg, train=train, lake=LakeSettings(root=str(lake.resolve())))
+
+
+def network_epoch(spark: SparkSession, cfg: Config) -> dict:
+    """One epoch of the network alone on the labelled features, with 1 and with 2 processes."""
+    from pyspark.sql import functions as F
+
+    from credit_spark.features import LABEL
+    from credit_spark.models import build_pipeline
+    from credit_spark.tables import FEATURES, read_table
+    from credit_spark.train import with_label_index
+
+    rows = (read_table(spark, cfg, FEATURES).where(F.col(LABEL).isNotNull())
+            .transform(with_label_index(cfg.spec.label.classes)))
+    out = {}
+    for processes in (1, 2):
+        nn = dataclasses.replace(cfg.train.neural_network, num_processes=processes, max_epochs=1, patience=1)
+        settings = dataclasses.replace(cfg.train, class_weight="none", neural_network=nn)
+        pipeline = build_pipeline(cfg.spec, "neural_network", settings, cfg.lake.root)
+        seconds, model, mem = timed(lambda: pipeline.fit(rows))
+        info = model.stages[-1].fit_info()
+        out[f"nn:epoch x{processes}"] = stage_record(
+            info["train_rows"], seconds, mem, samples_per_s_in_loop=round(info["samples_per_second"], 1),
+            note="wall time includes preprocessing, shard writing and process start")
+    return out
+
+
+def run_credit_spark(spark: SparkSession, cfg: Config, rows: int, folder: Path, seed: int, stages: list[str],
+                     night_rows: int | None) -> tuple[dict, dict]:
+    from credit_spark.features import run_features
+    from credit_spark.generate import generate
+    from credit_spark.ingest import ingest
+    from credit_spark.scoring import score_run_date
+    from credit_spark.train import train
+
+    labelled, later = str(folder / "input_labelled"), str(folder / "input_night")
+    customers = math.ceil(rows / MONTHS)
+    night = night_rows or customers      # default: the training customers' next month
+    steps = {
+        "generate": lambda: (rows + night, (generate(spark, rows, seed, labelled, "csv", months=MONTHS),
+                                            generate(spark, night, seed, later, "csv", months=1, start_month=9,
+                                                     labeled=False))),
+        "ingest": lambda: (rows + night, (ingest(spark, cfg, labelled), ingest(spark, cfg, later))),
+        "features": lambda: (lambda r: (r.rows, r))(run_features(spark, cfg)),
+        "train": lambda: (lambda r: (r.train_rows, r))(train(spark, cfg)),
+        "score": lambda: (lambda r: (r.rows, r))(score_run_date(spark, cfg, date(date.today().year, 9, 30))),
+    }
+    out, quality = {}, {}
+    for name in stages:
+        if name == "nn":
+            out.update(network_epoch(spark, cfg))
+            continue
+        seconds, (n, result), mem = timed(steps[name])
+        out[name] = stage_record(n, seconds, mem)
+        logger.info("bench %s rows: %s %s", rows, name, out[name])
+        if name == "train":
+            quality = {algo: {"macro_f1": round(m.macro_f1, 4), "auc": round(m.auc, 4),
+                              "accuracy": round(m.accuracy, 4)} for algo, m in result.metrics.items()}
+            for algo, fit in result.fit_seconds.items():   # search + final fit + calibration
+                out[f"train:{algo}"] = stage_record(n, fit)
+    return out, quality
+
+
+# --------------------------------------------------------------------------- baseline side
+def memory_cap_bytes(fraction: float) -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total * fraction)
+
+
+def run_baseline(labelled_dir: Path, dataset: str, out: Path, memory_fraction: float,
+                 timeout_s: int) -> dict:
+    """The pandas + scikit-learn baseline in a child process, its address space capped at
+    ``memory_fraction`` of the machine's memory (MemoryError instead of the kernel's OOM
+    killer taking Spark down with it)."""
+    cap = memory_cap_bytes(memory_fraction)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    command = [sys.executable, "-m", "credit_spark.baseline", "--input", str(labelled_dir), "--dataset", dataset,
+               "--out", str(out)]
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"completed": False, "error": f"did not finish within {timeout_s} s"}
+    wall = time.perf_counter() - started
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    if proc.returncode != 0 or "error" in result:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        return {"completed": False, "error": result.get("error") or f"exit {proc.returncode}: {' | '.join(tail)}",
+                "stage": result.get("stage"), "memory_cap_mb": round(cap / 2**20), "wall_seconds": round(wall, 1)}
+    return {"completed": True, **result, "memory_cap_mb": round(cap / 2**20), "wall_seconds": round(wall, 1)}
+
+
+def baseline_stages(result: dict) -> dict:
+    """The baseline's stage seconds in the same record shape as credit_spark's."""
+    if not result.get("completed"):
+        return {}
+    rows = result["rows"]
+    train_rows = (result.get("split_rows") or {}).get("train", rows)
+    out = {}
+    for stage, seconds in result["seconds"].items():
+        if stage == "total":
+            continue
+        n = train_rows if stage.startswith("train:") else rows
+        out[stage] = stage_record(n, seconds, python_driver_peak_mb=result.get("peak_rss_mb"))
+    return out
+
+
+def baseline_quality(metrics: dict, num_classes: int) -> dict:
+    """The baseline's metrics on credit_spark's definitions: the headline AUC of several classes
+    is the mean of the one-vs-rest AUCs (credit_spark.metrics), of two the adverse class's."""
+    out = {}
+    for name, m in metrics.items():
+        auc = m.get("auc_mean_ovr") if num_classes > 2 and m.get("auc_mean_ovr") is not None else m.get("auc")
+        out[name] = {"macro_f1": m.get("macro_f1"), "auc": auc, "accuracy": m.get("accuracy")}
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+def scaling_exponents(results: list[dict], system: str) -> dict[str, dict[str, float]]:
+    """k in seconds ∝ rows^k, per stage, between each pair of consecutive sizes (by rows in)."""
+    out: dict[str, dict[str, float]] = {}
+    for small, large in zip(results, results[1:]):
+        a, b = small[system], large[system]
+        for stage in a:
+            if stage in b and a[stage]["seconds"] > 0 and b[stage]["rows"] != a[stage]["rows"]:
+                k = (math.log(b[stage]["seconds"] / a[stage]["seconds"])
+                     / math.log(b[stage]["rows"] / a[stage]["rows"]))
+                out.setdefault(stage, {})[f"{small['rows']}->{large['rows']}"] = round(k, 3)
+    return out
+
+
+def comparisons(result: dict) -> list[dict]:
+    """Per comparable stage: seconds of both systems and credit_spark's time per row over the
+    baseline's (below 1 = credit_spark faster)."""
+    ours, theirs = result["credit_spark"], result["baseline"]
+    out = []
+    for label, mine, base in COMPARABLE:
+        if not all(s in ours for s in mine) or not all(s in theirs for s in base):
+            continue
+        spark_s = sum(ours[s]["seconds"] for s in mine)
+        base_s = sum(theirs[s]["seconds"] for s in base)
+        spark_rows, base_rows = ours[mine[0]]["rows"], theirs[base[0]]["rows"]
+        ratio = (spark_s / spark_rows) / (base_s / base_rows) if base_s > 0 else math.nan
+        out.append({"stage": label, "credit_spark_seconds": round(spark_s, 2), "baseline_seconds": round(base_s, 2),
+                    "time_per_row_ratio": round(ratio, 2)})
+    return out
+
+
+def machine() -> dict:
+    import psutil
+
+    from pyspark import __version__ as spark_version
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": sys.version.split()[0], "platform": platform.platform(), "spark": spark_version}
+
+
+def run_benchmark(spark: SparkSession, cfg: Config, sizes: list[int], work: Path, stages: list[str],
+                  baseline: bool = True, night_rows: int | None = None, seed: int = 42,
+                  baseline_memory_fraction: float = 0.6, baseline_timeout_s: int = 7200) -> dict:
+    from credit_spark.neural import torch_available
+
+    with_network = torch_available()
+    results = []
+    for rows in sizes:
+        folder = work / f"rows_{rows}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        size_cfg = bench_config(cfg, folder / "lake", with_network)
+        run_stages = [s for s in stages if s != "nn" or with_network]
+        ours, quality = run_credit_spark(spark, size_cfg, rows, folder, seed, run_stages, night_rows)
+        entry = {"rows": rows, "credit_spark": ours, "quality": {"credit_spark": quality}}
+        if baseline and (folder / "input_labelled").is_dir():
+            base = run_baseline(folder / "input_labelled", cfg.dataset, folder / "baseline.json",
+                                baseline_memory_fraction, baseline_timeout_s)
+            entry["baseline_run"] = {k: v for k, v in base.items() if k not in ("seconds", "metrics")}
+            entry["baseline"] = baseline_stages(base)
+            entry["quality"]["baseline"] = baseline_quality(base.get("metrics", {}), len(cfg.spec.label.classes))
+            entry["comparison"] = comparisons(entry) if base.get("completed") else []
+        shutil.rmtree(folder, ignore_errors=True)
+        results.append(entry)
+    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {**machine(), "master": spark.sparkContext.master}, "results": results,
+              "scaling": {"credit_spark": scaling_exponents(results, "credit_spark")}}
+    if baseline:
+        report["scaling"]["baseline"] = scaling_exponents([r for r in results if r.get("baseline")], "baseline")
+        done = [r["rows"] for r in results if r.get("baseline_run", {}).get("completed")]
+        report["baseline_largest_completed"] = max(done) if done else None
+    return report
+
+
+# --------------------------------------------------------------------------- output
+def to_markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"{m['cpus']} CPUs, {m['memory_gb']} GB, {m['platform']}, Python {m['python']}, Spark {m['spark']} "
+             f"({m['master']}), {report['when']}", "",
+             "| rows | system | stage | rows in | seconds | rows/s | Python peak MB | JVM peak MB |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for result in report["results"]:
+        for system in ("credit_spark", "baseline"):
+            for stage, s in (result.get(system) or {}).items():
+                lines.append(f"| {result['rows']:,} | {system} | {stage} | {s['rows']:,} | {s['seconds']:.1f} | "
+                             f"{s['rows_per_s']:,.0f} | {s.get('python_driver_peak_mb', '')} | "
+                             f"{s.get('jvm_peak_mb', '')} |")
+        run = result.get("baseline_run")
+        if run and not run.get("completed"):
+            lines.append(f"| {result['rows']:,} | baseline | did not complete: {run.get('error')} "
+                         f"(stage {run.get('stage')}, memory cap {run.get('memory_cap_mb')} MB) ||||||")
+    lines += ["", "Speed against the baseline (credit_spark time per row / baseline time per row; < 1 = faster):",
+              "", "| rows | work | credit_spark s | baseline s | ratio |", "|---:|---|---:|---:|---:|"]
+    for result in report["results"]:
+        for c in result.get("comparison", []):
+            lines.append(f"| {result['rows']:,} | {c['stage']} | {c['credit_spark_seconds']:.1f} | "
+                         f"{c['baseline_seconds']:.1f} | {c['time_per_row_ratio']:.2f} |")
+    lines += ["", "Scaling exponents k (seconds ∝ rows^k):", "", "| system | stage | sizes | k |", "|---|---|---|---:|"]
+    for system, stages in report.get("scaling", {}).items():
+        for stage, pairs in stages.items():
+            for pair, k in pairs.items():
+                lines.append(f"| {system} | {stage} | {pair} | {k:.2f} |")
+    lines += ["", "Model quality on the same customer-grouped test split:", "",
+              "| rows | system | model | macro-F1 | AUC |", "|---:|---|---|---:|---:|"]
+    for result in report["results"]:
+        for system, models in result.get("quality", {}).items():
+            for name, q in models.items():
+                lines.append(f"| {result['rows']:,} | {system} | {name} | {q.get('macro_f1', float('nan')):.4f} | "
+                             f"{q.get('auc', float('nan')):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Log-log chart: rows in vs seconds, one line per stage and system (baseline dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for system, style in (("credit_spark", "-o"), ("baseline", "--s")):
+        stages = {s for r in report["results"] for s in (r.get(system) or {})}
+        for stage in sorted(stages):
+            points = [(r[system][stage]["rows"], r[system][stage]["seconds"]) for r in report["results"]
+                      if stage in (r.get(system) or {})]
+            if points:
+                ax.plot(*zip(*points), style, label=f"{system}: {stage}", markersize=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows in")
+    ax.set_ylabel("seconds")
+    ax.set_title("credit_spark vs pandas + scikit-learn, per stage")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(report: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "benchmark.json", "markdown": out_dir / "benchmark.md", "png": out_dir / "benchmark.png"}
+    paths["json"].write_text(json.dumps(report, indent=2))
+    paths["markdown"].write_text(to_markdown(report))
+    plot(report, paths["png"])
+    return paths

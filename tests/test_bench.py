@@ -1,0 +1,74 @@
+"""The benchmark's arithmetic (scaling exponents, speed ratios) by hand, its outputs, and a tiny real run."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from credit_spark.bench import comparisons, scaling_exponents, stage_record, to_markdown, write_outputs
+
+
+def _result(rows: int, spark_seconds: dict[str, float], baseline_seconds: dict[str, float]) -> dict:
+    return {"rows": rows,
+            "credit_spark": {s: stage_record(rows, t) for s, t in spark_seconds.items()},
+            "baseline": {s: stage_record(rows, t) for s, t in baseline_seconds.items()},
+            "quality": {"credit_spark": {"random_forest": {"macro_f1": 0.77, "auc": 0.9}},
+                        "baseline": {"random_forest": {"macro_f1": 0.76, "auc": 0.89}}}}
+
+
+def test_scaling_exponent_by_hand():
+    small = _result(1000, {"features": 2.0, "train": 10.0}, {})
+    large = _result(10000, {"features": 20.0, "train": 31.6227766}, {})
+    k = scaling_exponents([small, large], "credit_spark")
+    assert k["features"]["1000->10000"] == pytest.approx(1.0)        # 10x rows, 10x time
+    assert k["train"]["1000->10000"] == pytest.approx(0.5, abs=1e-3)  # 10x rows, sqrt(10)x time
+
+
+def test_speed_ratio_is_time_per_row_of_comparable_work():
+    result = _result(1000, {"ingest": 3.0, "features": 1.0, "train:logistic_regression": 4.0,
+                            "train:random_forest": 2.0},
+                     {"read": 1.0, "features": 1.0, "split": 0.5, "train:logistic_regression": 1.0,
+                      "train:random_forest": 4.0})
+    by_stage = {c["stage"]: c for c in comparisons(result)}
+    assert by_stage["clean + features"]["time_per_row_ratio"] == pytest.approx(2.0)   # 4 s vs 2 s
+    assert by_stage["train random forest"]["time_per_row_ratio"] == pytest.approx(0.5)
+    e2e = by_stage["end to end (ingest, features, LR, RF)"]
+    assert (e2e["credit_spark_seconds"], e2e["baseline_seconds"]) == (10.0, 7.5)
+
+
+def test_outputs_json_markdown_and_chart(tmp_path):
+    results = [_result(1000, {"features": 2.0}, {"features": 1.0}), _result(10000, {"features": 12.0}, {})]
+    report = {"when": "2026-11-28T00:00:00+00:00", "results": results,
+              "machine": {"cpus": 2, "memory_gb": 24, "platform": "linux", "python": "3.11", "spark": "4.0.1",
+                          "master": "local[*]"},
+              "scaling": {"credit_spark": scaling_exponents(results, "credit_spark")}}
+    results[1]["baseline_run"] = {"completed": False, "error": "MemoryError", "stage": "features",
+                                  "memory_cap_mb": 100}
+    paths = write_outputs(report, tmp_path)
+    assert json.loads(paths["json"].read_text())["results"][0]["rows"] == 1000
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = to_markdown(report)
+    assert "| 1,000 | credit_spark | features | 1,000 | 2.0 | 500 |" in md
+    assert "| credit_spark | features | 1000->10000 | 0.78 |" in md       # log(6)/log(10)
+    assert "did not complete: MemoryError (stage features, memory cap 100 MB)" in md
+    assert "| 1,000 | baseline | random_forest | 0.7600 | 0.8900 |" in md
+    assert math.isclose(math.log(6) / math.log(10), 0.778, abs_tol=1e-3)
+
+
+@pytest.mark.e2e
+def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
+    pytest.importorskip("sklearn", reason="the baseline needs scikit-learn (scripts/setup.sh bench)")
+    from credit_spark.bench import run_benchmark
+
+    report = run_benchmark(spark, cfg, [1600, 3200], tmp_path / "work", ["generate", "ingest", "features"])
+    first, second = report["results"]
+    assert set(first["credit_spark"]) == {"generate", "ingest", "features"}
+    assert first["credit_spark"]["features"]["rows"] == 1600 + 200        # history + one night
+    assert first["baseline_run"]["completed"], first["baseline_run"]
+    assert {"read", "features", "split", "train:logistic_regression", "train:random_forest"} <= set(first["baseline"])
+    assert second["baseline"]["features"]["rows"] == 3200
+    assert set(report["scaling"]["credit_spark"]) == {"generate", "ingest", "features"}
+    assert report["baseline_largest_completed"] == 3200
+    assert report["results"][0]["quality"]["baseline"]["random_forest"]["macro_f1"] > 0.4
+    assert not (tmp_path / "work" / "rows_1600").exists()                  # scratch removed per size
