@@ -117,7 +117,8 @@ def bench_config(cfg: Config, lake: Path, with_network: bool) -> Config:
 
 
 def network_epoch(spark: SparkSession, cfg: Config) -> dict:
-    """One epoch of the network alone on the labelled features, with 1 and with 2 processes."""
+    """One epoch of the network alone on the labelled features, with 1 and with 2 processes, then
+    inference on every feature row."""
     from pyspark.sql import functions as F
 
     from credit_spark.features import LABEL
@@ -127,7 +128,7 @@ def network_epoch(spark: SparkSession, cfg: Config) -> dict:
 
     rows = (read_table(spark, cfg, FEATURES).where(F.col(LABEL).isNotNull())
             .transform(with_label_index(cfg.spec.label.classes)))
-    out = {}
+    out, model = {}, None
     for processes in (1, 2):
         nn = dataclasses.replace(cfg.train.neural_network, num_processes=processes, max_epochs=1, patience=1)
         settings = dataclasses.replace(cfg.train, class_weight="none", neural_network=nn)
@@ -137,6 +138,11 @@ def network_epoch(spark: SparkSession, cfg: Config) -> dict:
         out[f"nn:epoch x{processes}"] = stage_record(
             info["train_rows"], seconds, mem, samples_per_s_in_loop=round(info["samples_per_second"], 1),
             note="wall time includes preprocessing, shard writing and process start")
+    scored = read_table(spark, cfg, FEATURES)    # every record, through the network's Arrow UDF
+    n = scored.count()
+    seconds, _, mem = timed(lambda: model.transform(scored).select("prediction", "probability")
+                            .write.format("noop").mode("overwrite").save())
+    out["nn:score"] = stage_record(n, seconds, mem, note="inference only (Spark's noop sink, no write)")
     return out
 
 

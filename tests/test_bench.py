@@ -61,14 +61,20 @@ def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
     pytest.importorskip("sklearn", reason="the baseline needs scikit-learn (scripts/setup.sh bench)")
     from credit_spark.bench import run_benchmark
 
-    report = run_benchmark(spark, cfg, [1600, 3200], tmp_path / "work", ["generate", "ingest", "features"])
+    from credit_spark.neural import torch_available
+
+    report = run_benchmark(spark, cfg, [1600, 3200], tmp_path / "work", ["generate", "ingest", "features", "nn"])
     first, second = report["results"]
-    assert set(first["credit_spark"]) == {"generate", "ingest", "features"}
+    network = {"nn:epoch x1", "nn:epoch x2", "nn:score"} if torch_available() else set()
+    assert set(first["credit_spark"]) == {"generate", "ingest", "features"} | network
+    if network:
+        assert first["credit_spark"]["nn:epoch x2"]["rows"] == 1600            # every labelled row, once
+        assert first["credit_spark"]["nn:score"]["rows"] == 1800
     assert first["credit_spark"]["features"]["rows"] == 1600 + 200        # history + one night
     assert first["baseline_run"]["completed"], first["baseline_run"]
     assert {"read", "features", "split", "train:logistic_regression", "train:random_forest"} <= set(first["baseline"])
     assert second["baseline"]["features"]["rows"] == 3200
-    assert set(report["scaling"]["credit_spark"]) == {"generate", "ingest", "features"}
+    assert {"generate", "ingest", "features"} <= set(report["scaling"]["credit_spark"])
     assert report["baseline_largest_completed"] == 3200
     assert report["results"][0]["quality"]["baseline"]["random_forest"]["macro_f1"] > 0.4
     assert not (tmp_path / "work" / "rows_1600").exists()                  # scratch removed per size
