@@ -132,6 +132,18 @@ def state_checksum(state: dict) -> str:
     return digest.hexdigest()
 
 
+def read_bytes(uri: str) -> bytes:
+    """Read a file written by :func:`write_bytes`."""
+    if "://" not in uri:
+        with open(uri, "rb") as source:
+            return source.read()
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    with filesystem.open_input_stream(path) as source:
+        return source.read()
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a file on a local path or any filesystem pyarrow knows (s3://, gs://, hdfs://, ...)."""
     if "://" not in uri:
@@ -410,11 +422,19 @@ def run_job(comm: Comm, job: dict) -> dict:
     return fit(comm, train, validation, spec, params)
 
 
-def torch_distributor_main(job: dict) -> dict:
-    """Entry point of each TorchDistributor process (torchrun sets the rendezvous variables)."""
+def torch_distributor_main(job: dict) -> None:
+    """Entry point of each TorchDistributor process (torchrun sets the rendezvous variables).
+
+    Rank 0 writes the result to ``job["result_path"]`` and every rank returns None: in local mode
+    TorchDistributor has *every* process pickle its return value to one shared file, the last
+    writer wins, so a returned result would come from a random rank."""
+    import pickle
+
     comm = TorchDistributedComm(job["fit_params"]["use_gpu"])
     try:
-        return run_job(comm, job)
+        result = run_job(comm, job)
+        if comm.rank == 0:
+            write_bytes(job["result_path"], pickle.dumps(result))
     finally:
         comm.close()
 
