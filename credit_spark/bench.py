@@ -226,7 +226,8 @@ def baseline_stages(result: dict) -> dict:
         if stage == "total":
             continue
         n = train_rows if stage.startswith("train:") else rows
-        out[stage] = stage_record(n, seconds, python_driver_peak_mb=result.get("peak_rss_mb"))
+        peak = result.get("peak_rss_mb")
+        out[stage] = stage_record(n, seconds, **({} if peak is None else {"python_driver_peak_mb": round(peak)}))
     return out
 
 

@@ -38,6 +38,10 @@ REASON_FEATURES = "reason_features"
 METHODS = ("points", "linear")
 
 
+#: temporary column holding the linear model's input vector as an array while reasons are computed
+LINEAR_INPUT = "__reason_input"
+
+
 class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
     """Top adverse factors per row (see module docstring); fitted state in ``state`` (JSON)."""
 
@@ -68,7 +72,7 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                 impacts[feature] = F.coalesce(F.element_at(mapping, bin_key(feature, state["edges"][feature])),
                                               F.lit(0.0))
             return impacts
-        x = vector_to_array(F.col(state["input_col"]))
+        x = F.col(LINEAR_INPUT)   # the vector as an array once per row (see _transform), not once per slot
         impacts = {}
         for feature, slots in state["features"].items():
             terms = [F.lit(w) * (x[i] - F.lit(m)) for i, w, m in slots]
@@ -85,8 +89,11 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                           for f, c in impacts.items()])
         ranked = F.sort_array(F.filter(pairs, lambda p: p["neg"] < F.lit(-1e-9)))
         top = F.slice(ranked, 1, self.getOrDefault("maxReasons"))
+        if self.getOrDefault("method") == "linear":
+            dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(json.loads(
+                self.getOrDefault("state"))["input_col"])))
         return dataset.withColumn(self.getOrDefault("outputCol"), F.transform(
-            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact"))))
+            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact")))).drop(LINEAR_INPUT)
 
 
 # --------------------------------------------------------------------------- fitting

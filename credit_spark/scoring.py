@@ -284,7 +284,13 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
                              f"features v{features_version}: nothing was written")
     run_id = uuid.uuid4().hex
     scored = (model.transform(records).transform(with_score_points(classes, cfg.train.scorecard))
-              .transform(with_reasons(spec, cfg.score.max_reasons)).persist(StorageLevel.MEMORY_AND_DISK))
+              .transform(with_reasons(spec, cfg.score.max_reasons)))
+    # cache only what the write and the monitoring read: not the pipeline's feature vectors (a
+    # million wide rows per task otherwise fill the heap before the Delta write's shuffle runs)
+    kept = [CUSTOMER_ID, RECORD_ID, PREDICTED_CLASS, "probability", SCORE_POINTS, "reasons",
+            *([spec.age_column] if spec.age_column else []), *((baseline or {}).get("features") or {})]
+    scored = scored.select(*[c for c in dict.fromkeys(kept) if c in scored.columns]).persist(
+        StorageLevel.MEMORY_AND_DISK)
     day = f"run_date = {sql_literal(run_date.isoformat())}"
     try:
         path = cfg.table_path(SCORES)
@@ -295,7 +301,10 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
                                           "per record and run date (credit_spark score)", properties),
                      "create scores", cfg.score.write_retries)
         logger.info("writing scores for run date %s (run %s)", run_date, run_id)
-        with_retries(lambda: replace_where(out, path, day, ["run_date"], user_metadata=run_id),
+        # one run date = one partition value: the scored partitions write their own files
+        # (at most MAX_RECORDS_PER_FILE rows each), without a shuffle of the whole night
+        with_retries(lambda: replace_where(out, path, day, ["run_date"], user_metadata=run_id,
+                                           optimize_write=False),
                      f"scores {run_date}", cfg.score.write_retries)
         version, metrics = commit_tagged(spark, path, run_id)
         rows_out = int(metrics.get("numOutputRows", -1))

@@ -44,6 +44,11 @@ TABLES = {
 
 R = TypeVar("R")
 
+#: rows per data file of every table this package writes: files large enough to avoid a small-file
+#: problem (~30 MB of features), small enough that one read task's share fits an executor's heap
+#: (optimized writes otherwise make one file per partition value, i.e. millions of rows per task)
+MAX_RECORDS_PER_FILE = 250_000
+
 
 def is_path(ref: str) -> bool:
     """A path or URI (has a slash or a scheme) rather than a metastore name."""
@@ -124,23 +129,29 @@ def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
 
 def overwrite_table(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
     """Replace a whole table in one atomic Delta commit (readers see the old or the new version)."""
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    writer = (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+              .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     _save(writer, path)
 
 
 def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[str] | None = None,
-                  user_metadata: str | None = None) -> None:
+                  user_metadata: str | None = None, optimize_write: bool | None = None) -> None:
     """Atomically replace exactly the rows matching ``predicate`` (e.g. one run date) with ``df``.
 
     One Delta commit: a rerun replaces instead of duplicating, and a job killed before the
     commit leaves the table at its previous version. ``user_metadata`` tags the commit (a run id),
     so the run can find its own commit even when other runs commit right after it.
+    ``optimize_write=False`` skips Delta's optimized write (a shuffle of every row into few
+    files) where the input partitions already make well-sized files.
     """
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    writer = (df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+              .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE))
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
+    if optimize_write is not None:
+        writer = writer.option("optimizeWrite", str(optimize_write).lower())
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     _save(writer, path)
