@@ -102,6 +102,29 @@ def test_unseen_category_goes_to_other(spark, categorical_df):
         {"a": 0.25, "__other__": 0.5, "missing": 0.25}))}
 
 
+def test_current_shares_by_hand_on_edges_nulls_nan_and_integer_columns(spark):
+    """The nightly counting (numpy in Arrow batches) puts a value on an edge in the upper bucket,
+    as the scorecard's bins do, null and NaN in missing, and compares integer columns as numbers."""
+    profile = {"rows": 1, "features": {
+        "x": {"kind": "numeric", "edges": [1.0, 2.5], "shares": {}},
+        "n": {"kind": "numeric", "edges": [3.0], "shares": {}},
+        "cat": {"kind": "categorical", "shares": {"a": 0.5, "b": 0.2, "__other__": 0.2, "missing": 0.1}}}}
+    rows = [(0.5, 3, "a"), (1.0, 2, "b"), (2.5, None, "z"), (None, 4, None), (float("nan"), 3, "a")]
+    current = spark.createDataFrame(rows, "x double, n int, cat string").repartition(2)
+    shares = M.current_shares(current, profile)
+    assert shares == {"x": {"0": 0.2, "1": 0.2, "2": 0.2, "missing": 0.4},
+                      "n": {"0": 0.2, "1": 0.6, "missing": 0.2},
+                      "cat": {"a": 0.4, "b": 0.2, "__other__": 0.2, "missing": 0.2}}
+    for name in ("x", "n"):
+        edges = profile["features"][name]["edges"]
+        index = {"x": 0, "n": 1}[name]
+        expected: dict[str, int] = {}
+        for row in rows:
+            key = bucket_of(None if row[index] is None else float(row[index]), edges)
+            expected[key] = expected.get(key, 0) + 1
+        assert shares[name] == {k: v / len(rows) for k, v in sorted(expected.items())}
+
+
 def test_missing_column_is_named(spark, numeric_df):
     profile = M.baseline_profile(numeric_df, ["x"], [], bins=4)
     only_x = numeric_df.select("x")
