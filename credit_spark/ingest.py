@@ -249,7 +249,10 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
     classified = (read_raw(spark, [f[0] for f in files], fmt, spec)
                   .transform(with_record_key(spec))
                   .transform(with_quarantine_reason(spec)))
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)   # read once, used three times
+    # read once, used up to three times; on local disk, not in the heap: a batch is the whole input
+    # (10M rows), and blocks spilled from MEMORY_AND_DISK are read back into the heap whole, which
+    # ran a 4 GB driver out of memory during the merge that needs that heap
+    classified = classified.persist(StorageLevel.DISK_ONLY)
     try:
         counts = {(r["reason"] or ""): int(r["n"])
                   for r in classified.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
