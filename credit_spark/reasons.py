@@ -61,8 +61,7 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         if self.getOrDefault("method") not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.getOrDefault('method')!r}")
 
-    def _impacts(self) -> dict[str, Column]:
-        state = json.loads(self.getOrDefault("state"))
+    def _impacts(self, state: dict) -> dict[str, Column]:
         if self.getOrDefault("method") == "points":
             impacts = {}
             for feature, table in state["points"].items():
@@ -72,7 +71,7 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                 impacts[feature] = F.coalesce(F.element_at(mapping, bin_key(feature, state["edges"][feature])),
                                               F.lit(0.0))
             return impacts
-        x = F.col(LINEAR_INPUT)   # the vector as an array once per row (see _transform), not once per slot
+        x = F.col(LINEAR_INPUT)   # the vector as an array, made once per row by _transform, not once per slot
         impacts = {}
         for feature, slots in state["features"].items():
             terms = [F.lit(w) * (x[i] - F.lit(m)) for i, w, m in slots]
@@ -80,7 +79,8 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         return impacts
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        impacts = self._impacts()
+        state = json.loads(self.getOrDefault("state"))
+        impacts = self._impacts(state)
         if not impacts:
             return dataset.withColumn(self.getOrDefault("outputCol"),
                                       F.array().cast("array<struct<feature:string,impact:double>>"))
@@ -89,11 +89,12 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                           for f, c in impacts.items()])
         ranked = F.sort_array(F.filter(pairs, lambda p: p["neg"] < F.lit(-1e-9)))
         top = F.slice(ranked, 1, self.getOrDefault("maxReasons"))
-        if self.getOrDefault("method") == "linear":
-            dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(json.loads(
-                self.getOrDefault("state"))["input_col"])))
-        return dataset.withColumn(self.getOrDefault("outputCol"), F.transform(
-            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact")))).drop(LINEAR_INPUT)
+        linear = self.getOrDefault("method") == "linear"
+        if linear:
+            dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(state["input_col"])))
+        out = dataset.withColumn(self.getOrDefault("outputCol"), F.transform(
+            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact"))))
+        return out.drop(LINEAR_INPUT) if linear else out
 
 
 # --------------------------------------------------------------------------- fitting
