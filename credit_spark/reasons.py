@@ -16,7 +16,7 @@ dataset spec (``reason_codes``). Two methods:
   ``w`` the adverse class's coefficients minus the mean over classes (its exact contribution to
   the adverse log-odds against the classes' geometric mean) and ``mean`` the training mean.
 
-Both are built-in column expressions: no Python UDF runs per row.
+Both are built-in column expressions: no Python UDF and no interpreted lambda runs per row.
 """
 from __future__ import annotations
 
@@ -40,26 +40,44 @@ METHODS = ("points", "linear")
 
 #: temporary column holding the linear model's input vector as an array while reasons are computed
 LINEAR_INPUT = "__reason_input"
+#: temporary column: the ranked candidates, one per code
+RANKED = "__reason_ranked"
+REASON_FEATURES_TYPE = "array<struct<feature:string,impact:double>>"
+CODED_REASONS_TYPE = "array<struct<rank:int,code:string,feature:string,text:string,impact:double>>"
 
 
 class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
-    """Top adverse factors per row (see module docstring); fitted state in ``state`` (JSON)."""
+    """Top adverse factors per row (see module docstring); fitted state in ``state`` (JSON).
+
+    With ``reasonCodes`` set (the scorer sets it from the dataset spec), the output is the coded
+    reasons themselves: features without a code are left out, features sharing a code are one
+    reason (the largest of their impacts, named by its feature), ranked 1..``maxReasons``.
+    """
 
     method = Param(Params._dummy(), "method", "points | linear", typeConverter=TypeConverters.toString)
     state = Param(Params._dummy(), "state", "JSON: per-feature points tables, or linear slot weights",
                   typeConverter=TypeConverters.toString)
     maxReasons = Param(Params._dummy(), "maxReasons", "reasons kept per row", typeConverter=TypeConverters.toInt)
-    outputCol = Param(Params._dummy(), "outputCol", "array<struct<feature, impact>>",
+    outputCol = Param(Params._dummy(), "outputCol", "array<struct<feature, impact>>, or coded reasons",
                       typeConverter=TypeConverters.toString)
+    reasonCodes = Param(Params._dummy(), "reasonCodes",
+                        "JSON {feature: [code, text]}; when set, the output is array<struct<rank, code, "
+                        "feature, text, impact>> over coded features, one reason per code",
+                        typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, method: str = "points", state: str = "{}", maxReasons: int = 4,
-                 outputCol: str = REASON_FEATURES):
+                 outputCol: str = REASON_FEATURES, reasonCodes: str = ""):
         super().__init__()
-        self._setDefault(method="points", state="{}", maxReasons=4, outputCol=REASON_FEATURES)
+        self._setDefault(method="points", state="{}", maxReasons=4, outputCol=REASON_FEATURES, reasonCodes="")
         self._set(**self._input_kwargs)
         if self.getOrDefault("method") not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.getOrDefault('method')!r}")
+
+    def with_codes(self, codes: dict[str, tuple[str, str]], max_reasons: int, output_col: str) -> "ReasonCodesModel":
+        """A copy that writes coded reasons (``codes``: feature -> (code, text)) to ``output_col``."""
+        return self.copy({self.reasonCodes: json.dumps({f: list(ct) for f, ct in codes.items()}),
+                          self.maxReasons: max_reasons, self.outputCol: output_col})
 
     def _impacts(self, state: dict) -> dict[str, Column]:
         if self.getOrDefault("method") == "points":
@@ -78,23 +96,51 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
             impacts[feature] = sum(terms[1:], terms[0])
         return impacts
 
+    def _candidates(self, impacts: dict[str, Column], codes: dict[str, list[str]] | None) -> list[Column]:
+        """One candidate per reason code (per feature when uncoded): struct(neg, feature, code, text)
+        of its largest positive impact, null when none is positive. ``neg`` = −impact, so that an
+        ascending sort puts the largest first, ties broken by feature name."""
+        groups: dict[str, list[str]] = {}
+        for feature in impacts:
+            if codes is None:
+                groups[feature] = [feature]
+            elif feature in codes:
+                groups.setdefault(codes[feature][0], []).append(feature)
+        candidates = []
+        for code, features in groups.items():
+            options = [F.struct((-impacts[f].cast("double")).alias("neg"), F.lit(f).alias("feature"),
+                                F.lit(code).alias("code"), F.lit(codes[f][1] if codes else "").alias("text"))
+                       for f in sorted(features)]
+            best = options[0] if len(options) == 1 else F.least(*options)
+            candidates.append(F.when(best["neg"] < F.lit(-1e-9), best))
+        return candidates
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        """Built-in expressions only (no Python, no interpreted lambdas): per code the best feature
+        by ``least`` over structs, nulls dropped by ``array_compact``, ``sort_array``, then the top
+        ``maxReasons`` positions unrolled."""
         state = json.loads(self.getOrDefault("state"))
-        impacts = self._impacts(state)
-        if not impacts:
-            return dataset.withColumn(self.getOrDefault("outputCol"),
-                                      F.array().cast("array<struct<feature:string,impact:double>>"))
-        # sort by (-impact, feature): largest first, ties by name, deterministic
-        pairs = F.array(*[F.struct((-c.cast("double")).alias("neg"), F.lit(f).alias("feature"))
-                          for f, c in impacts.items()])
-        ranked = F.sort_array(F.filter(pairs, lambda p: p["neg"] < F.lit(-1e-9)))
-        top = F.slice(ranked, 1, self.getOrDefault("maxReasons"))
+        codes_json = self.getOrDefault("reasonCodes")
+        codes = json.loads(codes_json) if codes_json else None
+        out_col, k = self.getOrDefault("outputCol"), self.getOrDefault("maxReasons")
+        out_type = CODED_REASONS_TYPE if codes is not None else REASON_FEATURES_TYPE
+        candidates = self._candidates(self._impacts(state), codes)
+        if not candidates:
+            return dataset.withColumn(out_col, F.array().cast(out_type))
         linear = self.getOrDefault("method") == "linear"
         if linear:
             dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(state["input_col"])))
-        out = dataset.withColumn(self.getOrDefault("outputCol"), F.transform(
-            top, lambda p: F.struct(p["feature"].alias("feature"), (-p["neg"]).alias("impact"))))
-        return out.drop(LINEAR_INPUT) if linear else out
+        # a column of its own: the optimizer keeps it computed once, not once per position below
+        ranked = dataset.withColumn(RANKED, F.sort_array(F.array_compact(F.array(*candidates))))
+        top = []
+        for rank in range(1, k + 1):
+            item = F.try_element_at(F.col(RANKED), F.lit(rank))
+            fields = [F.lit(rank).alias("rank"), item["code"].alias("code")] if codes is not None else []
+            fields += [item["feature"].alias("feature")]
+            fields += [item["text"].alias("text")] if codes is not None else []
+            top.append(F.when(item.isNotNull(), F.struct(*fields, (-item["neg"]).alias("impact"))))
+        out = ranked.withColumn(out_col, F.array_compact(F.array(*top)).cast(out_type))
+        return out.drop(RANKED, *([LINEAR_INPUT] if linear else []))
 
 
 # --------------------------------------------------------------------------- fitting
