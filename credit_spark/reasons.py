@@ -3,8 +3,9 @@
 ``ReasonCodesModel`` is appended to every trained pipeline (after the calibrator), so the saved
 model that scores also explains, with state fixed at training time. It writes ``reason_features``:
 up to ``maxReasons`` structs ``(feature, impact)``, largest impact first, only impacts > 0, and
-only features the model actually uses. The scorer maps features to codes and texts from the
-dataset spec (``reason_codes``). Two methods:
+only features the model actually uses. The scorer sets ``reasonCodes`` from the dataset spec
+(``reason_codes``), and the stage then writes the coded reasons themselves (rank, code, feature,
+text, impact; one per code). Two methods:
 
 * ``points`` — scorecard points below the feature's best bin: ``impact = max_b points(f, b) −
   points(f, customer's bin)``, over the card of the adverse class. For a scorecard model these
@@ -108,7 +109,9 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                 groups.setdefault(codes[feature][0], []).append(feature)
         candidates = []
         for code, features in groups.items():
-            options = [F.struct((-impacts[f].cast("double")).alias("neg"), F.lit(f).alias("feature"),
+            # a null impact is no reason (a null neg would sort first and win its code)
+            options = [F.struct((-F.coalesce(impacts[f].cast("double"), F.lit(0.0))).alias("neg"),
+                                F.lit(f).alias("feature"),
                                 F.lit(code).alias("code"), F.lit(codes[f][1] if codes else "").alias("text"))
                        for f in sorted(features)]
             best = options[0] if len(options) == 1 else F.least(*options)

@@ -313,7 +313,8 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         # explanations and monitoring baselines travel with each model
         card = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         for name in list(fitted):
-            # a few candidates per reason: the scorer drops features without a code and repeated codes
+            # uncoded output (for inspection) keeps a few candidates per reason; the scorer sets the
+            # dataset's codes and score.max_reasons on the stage (ReasonCodesModel.with_codes)
             stage = reasons_stage(name, fitted[name], card, train_df, len(classes) - 1, 4 * cfg.score.max_reasons)
             fitted[name] = PipelineModel(stages=[*fitted[name].stages, stage])
         baselines = monitoring_baselines(

@@ -30,8 +30,9 @@ def stage(max_reasons: int) -> ReasonCodesModel:
 
 
 def test_uncoded_reasons_are_positive_impacts_largest_first_ties_by_name(spark, rows):
-    out = stage(3).transform(rows).select("id", "reason_features")
-    assert out.columns == ["id", "reason_features"]     # no helper column left behind
+    out = stage(3).transform(rows)
+    assert out.columns == ["id", "v", "reason_features"]     # no helper column left behind
+    out = out.select("id", "reason_features")
     assertDataFrameEqual(out, [
         Row(id=1, reason_features=[Row(feature="age", impact=10.0), Row(feature="b__prev", impact=5.0),
                                    Row(feature="a", impact=3.0)]),
@@ -43,7 +44,7 @@ def test_uncoded_reasons_are_positive_impacts_largest_first_ties_by_name(spark, 
 def test_coded_reasons_one_per_code_uncoded_features_left_out_capped(spark, rows):
     coded = stage(16).with_codes(CODES, max_reasons=1, output_col="reasons")
     out = coded.transform(rows)
-    assert "reason_features" not in out.columns and "v" in out.columns
+    assert out.columns == ["id", "v", "reasons"]
     assertDataFrameEqual(out.select("id", "reasons"), [
         Row(id=1, reasons=[Row(rank=1, code="R2", feature="b__prev", text="text b", impact=5.0)]),
         Row(id=2, reasons=[]),
@@ -53,6 +54,13 @@ def test_coded_reasons_one_per_code_uncoded_features_left_out_capped(spark, rows
     assertDataFrameEqual(wide.where("id = 1").select("reasons"), [Row(reasons=[
         Row(rank=1, code="R2", feature="b__prev", text="text b", impact=5.0),   # b (2) is the same code: dropped
         Row(rank=2, code="R1", feature="a", text="text a", impact=3.0)])])
+
+
+def test_equal_impacts_under_one_code_name_the_feature_first_by_name(spark):
+    rows = spark.createDataFrame([(1, Vectors.dense([0.0, 1.0, 2.0, 0.0]))], ["id", "v"])   # b 2 = b__prev 2
+    out = stage(16).with_codes(CODES, max_reasons=4, output_col="reasons").transform(rows)
+    assertDataFrameEqual(out.select("reasons"), [Row(reasons=[
+        Row(rank=1, code="R2", feature="b", text="text b", impact=2.0)])])
 
 
 def test_no_coded_feature_gives_empty_reasons(spark, rows):
