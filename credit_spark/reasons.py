@@ -30,10 +30,10 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.stat import Summarizer
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from credit_spark.scorecard import ScorecardModel, bin_key
+from credit_spark.scorecard import ScorecardModel, lookup_sql, sql_double, sql_name, sql_string
 
 REASON_FEATURES = "reason_features"
 METHODS = ("points", "linear")
@@ -80,27 +80,25 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         return self.copy({self.reasonCodes: json.dumps({f: list(ct) for f, ct in codes.items()}),
                           self.maxReasons: max_reasons, self.outputCol: output_col})
 
-    def _impacts(self, state: dict) -> dict[str, Column]:
+    def _impacts(self, state: dict) -> dict[str, str]:
+        """Per feature, its impact as SQL text (parsed once by the JVM with the candidates: built
+        node by node with the Column API, a card's expressions cost seconds of Py4J per transform)."""
         if self.getOrDefault("method") == "points":
             impacts = {}
             for feature, table in state["points"].items():
                 best = max(table.values())
-                mapping = F.create_map(*[x for k, v in table.items() for x in (F.lit(k), F.lit(best - v))])
                 # a bin never seen in training scores neutral: no reason
-                impacts[feature] = F.coalesce(F.element_at(mapping, bin_key(feature, state["edges"][feature])),
-                                              F.lit(0.0))
+                impacts[feature] = lookup_sql(feature, state["edges"][feature],
+                                              {k: best - v for k, v in table.items()})
             return impacts
-        x = F.col(LINEAR_INPUT)   # the vector as an array, made once per row by _transform, not once per slot
-        impacts = {}
-        for feature, slots in state["features"].items():
-            terms = [F.lit(w) * (x[i] - F.lit(m)) for i, w, m in slots]
-            impacts[feature] = sum(terms[1:], terms[0])
-        return impacts
+        x = sql_name(LINEAR_INPUT)   # the vector as an array, made once per row by _transform, not once per slot
+        return {feature: " + ".join(f"{sql_double(w)} * ({x}[{int(i)}] - {sql_double(m)})" for i, w, m in slots)
+                for feature, slots in state["features"].items()}
 
-    def _candidates(self, impacts: dict[str, Column], codes: dict[str, list[str]] | None) -> list[Column]:
-        """One candidate per reason code (per feature when uncoded): struct(neg, feature, code, text)
-        of its largest positive impact, null when none is positive. ``neg`` = −impact, so that an
-        ascending sort puts the largest first, ties broken by feature name."""
+    def _candidates(self, impacts: dict[str, str], codes: dict[str, list[str]] | None) -> list[str]:
+        """One candidate per reason code (per feature when uncoded), as SQL text: struct(neg,
+        feature, code, text) of its largest positive impact, null when none is positive. ``neg`` =
+        −impact, so that an ascending sort puts the largest first, ties broken by feature name."""
         groups: dict[str, list[str]] = {}
         for feature in impacts:
             if codes is None:
@@ -110,12 +108,12 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         candidates = []
         for code, features in groups.items():
             # a null impact is no reason (a null neg would sort first and win its code)
-            options = [F.struct((-F.coalesce(impacts[f].cast("double"), F.lit(0.0))).alias("neg"),
-                                F.lit(f).alias("feature"),
-                                F.lit(code).alias("code"), F.lit(codes[f][1] if codes else "").alias("text"))
+            options = [f"named_struct('neg', -coalesce(CAST(({impacts[f]}) AS DOUBLE), 0.0D), "
+                       f"'feature', {sql_string(f)}, 'code', {sql_string(code)}, "
+                       f"'text', {sql_string(codes[f][1] if codes else '')})"
                        for f in sorted(features)]
-            best = options[0] if len(options) == 1 else F.least(*options)
-            candidates.append(F.when(best["neg"] < F.lit(-1e-9), best))
+            best = options[0] if len(options) == 1 else f"least({', '.join(options)})"
+            candidates.append(f"CASE WHEN ({best}).neg < -1e-9D THEN {best} END")
         return candidates
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
@@ -134,7 +132,7 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         if linear:
             dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(state["input_col"])))
         # a column of its own: the optimizer keeps it computed once, not once per position below
-        ranked = dataset.withColumn(RANKED, F.sort_array(F.array_compact(F.array(*candidates))))
+        ranked = dataset.withColumn(RANKED, F.expr(f"sort_array(array_compact(array({', '.join(candidates)})))"))
         top = []
         for rank in range(1, k + 1):
             item = F.try_element_at(F.col(RANKED), F.lit(rank))

@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "standalone_cluster.sh"
 RUN_DATE = f"{date.today().year}-09-30"
-TIMEOUT_S = 15 * 60
+# a guard against a hung cluster, not a speed target: about 8 minutes here on a normal day, more
+# than twice that on a slow shared machine
+TIMEOUT_S = int(os.environ.get("CLUSTER_TEST_TIMEOUT_S", 30 * 60))
 
 if shutil.which("java") is None and not (os.environ.get("JAVA_HOME")
                                          and Path(os.environ["JAVA_HOME"], "bin", "java").exists()):
