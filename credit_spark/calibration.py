@@ -22,9 +22,9 @@ calibrate each class one-vs-rest and renormalise the vector to sum to one (unifo
 calibrated value is 0).
 
 The model copies the input vector to ``rawProbabilityCol`` and overwrites ``probabilityCol``
-with built-in Spark expressions (isotonic segments found by MLlib's ``Bucketizer``), so calibrated
-scoring runs in the JVM without a Python worker; ``apply_calibration`` is the same arithmetic in
-numpy, the reference the tests hold the Spark expressions to. It never touches the prediction column:
+with one Arrow-batched, numpy-vectorised ``pandas_udf`` (``apply_calibration``). The same curves
+as built-in expressions (isotonic segments by ``Bucketizer``) were measured 2.5-5x slower at 1M
+rows on 2 cores, so the UDF stays. It never touches the prediction column:
 calibration changes probabilities, not the class decision. Class-weighted models pick their class
 by a decision rule tuned on the (weighted) scores, which calibration would silently move if the
 prediction were re-derived as the argmax of calibrated probabilities; the calibrated
@@ -33,19 +33,18 @@ probabilities are what PDs, log-loss, Brier score and ECE are computed from.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
+import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import Bucketizer
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasLabelCol, HasProbabilityCol
 from pyspark.ml.regression import IsotonicRegression
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 METHODS = ("isotonic", "platt")
@@ -121,7 +120,7 @@ def apply_calibration(probs: np.ndarray, method: str, curves: dict, num_classes:
     calibrated = np.column_stack([curve(k, probs[:, k]) for k in range(num_classes)])
     total = calibrated.sum(axis=1, keepdims=True)
     uniform = np.full_like(calibrated, 1.0 / num_classes)
-    positive = np.isnan(total) | (total > 0)   # a NaN stays NaN (as in Spark, where NaN > 0)
+    positive = np.isnan(total) | (total > 0)   # a NaN row stays NaN, not uniform
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(positive, calibrated / np.where(positive, total, 1.0), uniform)
 
@@ -196,88 +195,27 @@ class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable
         state = json.loads(self.getOrDefault("state"))
         method, curves = state.get("method", self.getOrDefault("method")), state.get("curves", {})
         k = self.getOrDefault("numClasses")
-        classes = self.calibrated_classes()
-        missing = [c for c in classes if str(c) not in curves]
+        missing = [c for c in self.calibrated_classes() if str(c) not in curves]
         if missing:
             raise ValueError(f"no fitted calibration curve for class(es) {missing}")
+
+        @F.pandas_udf("array<double>")
+        def calibrate(vectors: pd.Series) -> pd.Series:
+            present = vectors.notna().to_numpy()
+            if len(vectors) and present.all():
+                return pd.Series(list(apply_calibration(np.stack(vectors.to_numpy()), method, curves, k)))
+            rows: list = [None] * len(vectors)
+            if present.any():
+                calibrated = apply_calibration(np.stack(vectors[present].to_numpy()), method, curves, k)
+                for i, row in zip(np.flatnonzero(present), calibrated):
+                    rows[i] = row
+            return pd.Series(rows, dtype=object)
+
         prob = self.getOrDefault("probabilityCol")
-        vector = F.col(prob)
-        probs = F.when(vector.isNotNull(), vector_to_array(vector))   # vector_to_array fails on null
-        temp = [f"__calibration_p{c}" for c in classes]
-        buckets = [f"__calibration_b{c}" for c in classes]
-        staged = dataset.withColumns({t: F.element_at(probs, c + 1) for t, c in zip(temp, classes)})
-        if method == "isotonic":
-            # the segment of each p by a JVM binary search (Bucketizer); everything else is built-in
-            # expressions, so scoring starts no Python worker
-            knots = {c: _isotonic_knots(curves[str(c)], c) for c in classes}
-            staged = Bucketizer(splitsArray=[[-math.inf, *knots[c][0], math.inf] for c in classes],
-                                inputCols=temp, outputCols=buckets, handleInvalid="keep").transform(staged)
-            fitted = {c: _isotonic_expression(F.col(t), F.col(b), *knots[c])
-                      for c, t, b in zip(classes, temp, buckets)}
-        else:
-            fitted = {c: _platt_expression(F.col(t), curves[str(c)]) for c, t in zip(classes, temp)}
-        # Spark orders NaN above every number, numpy's clip keeps it: a NaN probability stays NaN
-        clipped = {c: F.when(F.isnan(F.col(t)), F.col(t)).otherwise(F.least(F.greatest(fitted[c], F.lit(FLOOR)),
-                                                                              F.lit(1.0 - FLOOR)))
-                   for c, t in zip(classes, temp)}
-        if k == 2:
-            calibrated = F.array(F.lit(1.0) - clipped[1], clipped[1])
-        else:
-            total = sum((clipped[c] for c in classes[1:]), clipped[classes[0]])
-            calibrated = F.when(total > 0, F.array(*[clipped[c] / total for c in classes])) \
-                .otherwise(F.array(*[F.lit(1.0 / k)] * k))
-        return (staged
-                .withColumns({
-                    self.getOrDefault("rawProbabilityCol"): vector,
-                    prob: F.when(vector.isNotNull(), array_to_vector(calibrated)),
-                })
-                .drop(*temp, *buckets))
-
-
-def _isotonic_knots(curve: dict, cls: int) -> tuple[list[float], list[float], list[float]]:
-    """Distinct boundaries with the fitted value just left (first) and right (last) of each.
-
-    MLlib may repeat a boundary (a step); ``np.interp`` then takes the last value at and after it
-    and the first value before it, and so do these knots.
-    """
-    xs, ys = curve.get("boundaries", []), curve.get("predictions", [])
-    if not xs or len(xs) != len(ys):
-        raise ValueError(f"isotonic curve of class {cls} has {len(xs)} boundaries and {len(ys)} predictions")
-    knots: list[float] = []
-    left: list[float] = []
-    right: list[float] = []
-    for x, y in zip(xs, ys):
-        if knots and x == knots[-1]:
-            right[-1] = y
-        else:
-            knots.append(float(x))
-            left.append(float(y))
-            right.append(float(y))
-    return knots, left, right
-
-
-def _isotonic_expression(p: Column, bucket: Column, knots: list[float], left: list[float],
-                         right: list[float]) -> Column:
-    """``np.interp(p, knots, ...)`` given ``bucket`` = the number of knots <= p (Bucketizer's index).
-
-    Below the first knot: its value; at or above the last: the last value; between knots j and j+1:
-    the straight line from the right value of j to the left value of j+1 (numpy's formula, so the
-    results match ``apply_calibration`` to the last bit in practice).
-    """
-    m = len(knots)
-    xs, lefts, rights = F.lit(knots), F.lit(left), F.lit(right)
-    x0, y0 = F.try_element_at(xs, bucket.cast("int")), F.try_element_at(rights, bucket.cast("int"))
-    x1, y1 = F.try_element_at(xs, bucket.cast("int") + 1), F.try_element_at(lefts, bucket.cast("int") + 1)
-    return (F.when(bucket == 0, F.lit(left[0]))
-            .when(bucket >= m, F.lit(right[-1]))
-            .otherwise((y1 - y0) / (x1 - x0) * (p - x0) + y0))
-
-
-def _platt_expression(p: Column, curve: dict) -> Column:
-    """``sigmoid(slope * logit(clip(p, EPS, 1 - EPS)) + intercept)`` in built-in expressions."""
-    clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1.0 - EPS))
-    z = F.lit(float(curve["slope"])) * (F.log(clipped) - F.log(F.lit(1.0) - clipped)) + F.lit(float(curve["intercept"]))
-    return F.lit(1.0) / (F.lit(1.0) + F.exp(-z))
+        return dataset.withColumns({
+            self.getOrDefault("rawProbabilityCol"): F.col(prob),
+            prob: array_to_vector(calibrate(vector_to_array(F.col(prob)))),
+        })
 
 
 def reliability_table(predictions: DataFrame, label_col: str, probability_col: str,

