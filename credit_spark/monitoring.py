@@ -101,7 +101,7 @@ def baseline_profile(df: DataFrame, numeric: list[str], categorical: list[str],
         edges = {c: sorted({float(q) for q in qs if math.isfinite(q)}) for c, qs in zip(numeric_cols, quantiles)}
 
     buckets = {c: bin_key(c, edges[c]) for c in numeric_cols}
-    buckets.update({c: F.coalesce(F.col(c).cast("string"), F.lit(MISSING)) for c in categorical_cols})
+    buckets.update({c: bin_key(c, None) for c in categorical_cols})
     if not buckets:
         return {"rows": int(df.count()), "features": {}}
 
