@@ -5,7 +5,7 @@ For each size (rows of labelled history; one fresh lake folder per size, deleted
 
 * credit_spark: ``generate``, ``ingest``, ``features``, ``train`` (the whole training run) and,
   inside it, ``train:<algorithm>`` (search, fit and calibration of each model; the network to
-  convergence by early stopping when torch is installed), ``nn:epoch`` (one epoch of the network
+  convergence by early stopping when torch is installed and the ``nn`` stage is selected), ``nn:epoch`` (one epoch of the network
   with 1 and with 2 processes) and ``score`` (the nightly job: scoring, reasons, Delta write and
   the monitoring table);
 * the baseline (:mod:`credit_spark.baseline`, in a child process with a memory cap, so its peak
@@ -286,7 +286,8 @@ def run_benchmark(spark: SparkSession, cfg: Config, sizes: list[int], work: Path
                   baseline_memory_fraction: float = 0.6, baseline_timeout_s: int = 7200) -> dict:
     from credit_spark.neural import torch_available
 
-    with_network = torch_available()
+    # the network joins `train` with the `nn` stage: a night-only run keeps to the MLlib models
+    with_network = "nn" in stages and torch_available()
     results = []
     for rows in sizes:
         folder = work / f"rows_{rows}"

@@ -61,6 +61,18 @@ class ModelMetrics:
                 "brier": self.brier, "ece": self.ece}
 
 
+CONFUSION_METRICS = ("accuracy", "macro_f1", "weighted_f1")
+
+
+def confusion_matrix(predictions: DataFrame, k: int, label_col: str, prediction_col: str = "prediction") -> list[list[int]]:
+    """k x k counts (truth x prediction), one small aggregation."""
+    confusion = [[0] * k for _ in range(k)]
+    for row in predictions.groupBy(F.col(label_col).cast("int").alias("y"),
+                                   F.col(prediction_col).cast("int").alias("yhat")).count().collect():
+        confusion[row["y"]][row["yhat"]] += int(row["count"])
+    return confusion
+
+
 def confusion_metrics(confusion: list[list[int]], classes: list[str]) -> dict:
     """Accuracy, per-class precision/recall/F1, macro and weighted F1 from a k x k matrix (truth x prediction)."""
     k = len(classes)
@@ -161,9 +173,7 @@ def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probabi
     if raw_probability_col:
         columns.append(F.col(raw_probability_col))
     df = predictions.select(*columns)
-    confusion = [[0] * k for _ in range(k)]
-    for row in df.groupBy("y", "yhat").count().collect():
-        confusion[row["y"]][row["yhat"]] += int(row["count"])
+    confusion = confusion_matrix(df, k, "y", "yhat")
     base = confusion_metrics(confusion, classes)
 
     log_loss, brier, reliability, ece = _probability_quality(df, probability_col)

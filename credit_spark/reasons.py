@@ -33,7 +33,8 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from credit_spark.scorecard import ScorecardModel, lookup_sql, sql_double, sql_name, sql_string
+from credit_spark.scorecard import ScorecardModel, lookup_sql
+from credit_spark.sqltext import sql_double, sql_name, sql_string
 
 REASON_FEATURES = "reason_features"
 METHODS = ("points", "linear")

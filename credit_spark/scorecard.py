@@ -65,6 +65,8 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from credit_spark.sqltext import sql_double, sql_name, sql_string
+
 MISSING = "missing"
 SMOOTHING = 0.5
 BINNINGS = ("quantile", "monotonic")
@@ -125,29 +127,6 @@ def points_scale(pdo: float, base_score: float, base_odds: float) -> tuple[float
     """(factor, offset) of the points scale: score = offset + factor × ln(odds of non-event)."""
     factor = pdo / math.log(2)
     return factor, base_score - factor * math.log(base_odds)
-
-
-# The card's expressions are built as SQL text and parsed once by the JVM: the same expressions
-# built with the Column API cost a Py4J round trip per node (a multiclass card has thousands),
-# ~12 s of driver time per transform that every training, test and night paid.
-def sql_name(column: str) -> str:
-    """A column name quoted for a SQL expression."""
-    return "`" + column.replace("`", "``") + "`"
-
-
-def sql_double(value: float) -> str:
-    """A DOUBLE literal that parses back to exactly ``value`` (repr is the shortest round trip)."""
-    value = float(value)
-    if math.isnan(value):
-        return "CAST('NaN' AS DOUBLE)"
-    if math.isinf(value):
-        return "CAST('Infinity' AS DOUBLE)" if value > 0 else "CAST('-Infinity' AS DOUBLE)"
-    return f"{value!r}D"
-
-
-def sql_string(value: str) -> str:
-    """A string literal (Spark SQL's backslash escapes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def bin_key_sql(column: str, edges: list[float] | None) -> str:

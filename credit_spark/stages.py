@@ -18,6 +18,8 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from credit_spark.sqltext import sql_double, sql_name
+
 
 class _MedianImputerParams(HasInputCols, HasOutputCols):
     fallback = Param(Params._dummy(), "fallback",
@@ -88,7 +90,8 @@ class MedianImputerModel(Model, _MedianImputerParams, DefaultParamsReadable, Def
         missing = [c for c in self.getInputCols() if c not in values]
         if missing:
             raise ValueError(f"no fitted value for column(s) {missing}")
+        # SQL text: one parse per column instead of six Py4J calls per column (~70 columns)
         return dataset.withColumns({
-            out: F.coalesce(F.nanvl(F.col(inp).cast("double"), F.lit(None).cast("double")), F.lit(values[inp]))
+            out: F.expr(f"coalesce(nanvl(CAST({sql_name(inp)} AS DOUBLE), NULL), {sql_double(values[inp])})")
             for inp, out in zip(self.getInputCols(), self.getOutputCols())
         })

@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 
 from credit_spark.config import Config
 from credit_spark.errors import TableNotFoundError
+from credit_spark.sqltext import sql_string
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,4 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
 
 def sql_literal(value: Any) -> str:
     """A value quoted for a Delta predicate (replaceWhere takes SQL text)."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return f"'{value}'"
+    return sql_string(str(value))

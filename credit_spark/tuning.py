@@ -25,7 +25,7 @@ from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame
 
 from credit_spark.config import TuningSettings
-from credit_spark.metrics import evaluate
+from credit_spark.metrics import CONFUSION_METRICS, confusion_matrix, confusion_metrics, evaluate
 from credit_spark.models import CLASS_WEIGHT, param_grid, params_as_settings
 from credit_spark.splits import CV_FOLD, with_cv_fold
 
@@ -49,9 +49,14 @@ class MetricEvaluator(Evaluator, HasLabelCol, HasPredictionCol, HasProbabilityCo
         self._set(**self._input_kwargs)
 
     def _evaluate(self, dataset: DataFrame) -> float:
+        name = self.getOrDefault("metricName")
+        if name in CONFUSION_METRICS:   # one aggregation instead of the full set's five or six
+            classes = self.getOrDefault("classes")
+            confusion = confusion_matrix(dataset, len(classes), self.getLabelCol(), self.getPredictionCol())
+            return float(confusion_metrics(confusion, classes)[name])
         metrics = evaluate(dataset, self.getOrDefault("classes"), label_col=self.getLabelCol(),
                            probability_col=self.getProbabilityCol(), prediction_col=self.getPredictionCol())
-        return float(getattr(metrics, self.getOrDefault("metricName")))
+        return float(getattr(metrics, name))
 
     def isLargerBetter(self) -> bool:
         return self.getOrDefault("metricName") not in ("log_loss", "brier", "ece")

@@ -18,6 +18,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from credit_spark.errors import ConfigError
+from credit_spark.sqltext import sql_string
 
 #: views registered first, in this order (a later view may read an earlier one); any other
 #: shipped file follows in name order
@@ -42,12 +43,6 @@ def shipped_sql() -> dict[str, str]:
             texts[name] = entry.read_text(encoding="utf-8")
     order = [n for n in VIEW_ORDER if n in texts] + sorted(n for n in texts if n not in VIEW_ORDER)
     return {n: texts[n] for n in order}
-
-
-def sql_string(value: str) -> str:
-    """A Spark SQL string literal. Backslash escapes: Spark reads ``'a''b'`` as two adjacent
-    literals ("ab"), not as an escaped quote."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def class_order_literal(classes: list[str]) -> str:

@@ -1,6 +1,7 @@
 import dataclasses
 import math
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,20 @@ def test_promotion_rule_both_ways():
     assert lost.decision == "kept" and "+0.0050 < margin 0.01" in lost.reason
     broken = decide_promotion("rf", 0.6, "lr v1", None, "macro_f1", 0.01)
     assert broken.decision == "promoted" and "cannot be evaluated" in broken.reason
+
+
+def test_logged_models_pin_what_loading_them_imports():
+    import pyspark
+
+    pins = dict(p.split("==") for p in registry.model_requirements("scorecard"))
+    assert pins["pyspark"] == pyspark.__version__ and pins["credit-spark"]
+    assert {"mlflow", "numpy", "pandas", "pyarrow"} <= set(pins) and "torch" not in pins
+    try:
+        import torch
+    except ImportError:
+        return
+    network = dict(p.split("==") for p in registry.model_requirements("neural_network"))
+    assert network["torch"] == torch.__version__.split("+")[0]     # PyPI's version, without a local build label
 
 
 def test_bootstrap_of_a_model_against_itself_and_a_clear_winner():
@@ -173,6 +188,9 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
     card = spark.read.format("delta").load(cfg.table_path("scorecard"))
     assert card.where(F.col("model_version") == result.versions["scorecard"]).count() > 0
     assert set(card.columns) == {"model_version", "feature", "bin", "woe", "points", "iv"}
+    import mlflow.pyfunc
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{chosen.registered_model}/{chosen.model_version}"))
+    assert set(requirements.read_text().split()) == set(registry.model_requirements(chosen.model_name))
     results = load_results(result.report_dir)
     assert results["promotion"]["decision"] == "promoted"
     assert results["run"]["mlflow_run_id"] == result.run_id

@@ -63,3 +63,17 @@ def test_grid_values_take_the_param_types_and_weights_balance_classes(cfg):
     grid = param_grid(_pipeline(), "logistic_regression", _settings(cfg, "cross_validation"))
     assert [{p.name: v for p, v in g.items()} for g in grid] == [{"regParam": 0.0}, {"regParam": 50.0}]
     assert balanced_weights({0: 300, 1: 100}, 2) == {0: 400 / 600, 1: 400 / 200}
+
+
+def test_evaluator_confusion_metrics_by_hand(spark):
+    # truth x prediction: good->good 3, good->bad 1, bad->bad 1, bad->good 1
+    rows = [(0.0, 0.0)] * 3 + [(0.0, 1.0), (1.0, 1.0), (1.0, 0.0)]
+    df = spark.createDataFrame(rows, f"{LABEL_INDEX} double, prediction double")
+
+    def metric(name):
+        return MetricEvaluator(metricName=name, classes=["good", "bad"], labelCol=LABEL_INDEX).evaluate(df)
+
+    f1_good, f1_bad = 2 * 0.75 * 0.75 / 1.5, 2 * 0.5 * 0.5 / 1.0
+    assert metric("accuracy") == pytest.approx(4 / 6)
+    assert metric("macro_f1") == pytest.approx((f1_good + f1_bad) / 2)
+    assert metric("weighted_f1") == pytest.approx((4 * f1_good + 2 * f1_bad) / 6)
