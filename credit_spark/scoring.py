@@ -37,8 +37,9 @@ from credit_spark.features import (CUSTOMER_ID, HISTORY_SUFFIXES, PERIOD, RECORD
                                    period_for_run_date, slug)
 from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
+from credit_spark.sqltext import sql_string
 from credit_spark.tables import (FEATURES, MONITORING, SCORES, commit_tagged, ensure_table, read_snapshot,
-                                 replace_where, sql_literal, with_retries)
+                                 replace_where, with_retries)
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
             *([spec.age_column] if spec.age_column else []), *((baseline or {}).get("features") or {})]
     scored = scored.select(*[c for c in dict.fromkeys(kept) if c in scored.columns]).persist(
         StorageLevel.DISK_ONLY)
-    day = f"run_date = {sql_literal(run_date.isoformat())}"
+    day = f"run_date = {sql_string(run_date.isoformat())}"
     try:
         path = cfg.table_path(SCORES)
         out = scored.transform(to_scores(classes, record, run_date, features_version, run_id))

@@ -11,7 +11,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
@@ -203,7 +203,7 @@ def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition
 
 def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
     """(version, operation metrics) of the latest commit tagged with ``user_metadata``."""
-    row = (delta_table(spark, path).history(50).where(f"userMetadata = {sql_literal(user_metadata)}")
+    row = (delta_table(spark, path).history(50).where(f"userMetadata = {sql_string(user_metadata)}")
            .orderBy("version", ascending=False).select("version", "operationMetrics").first())
     if row is None:
         raise TableNotFoundError(f"no commit tagged {user_metadata} in the last 50 versions of {path}")
@@ -228,8 +228,3 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
     if SCORES in registered and MONITORING in registered:
         registered += register_sql_views(spark, cfg.spec.label.classes)
     return registered
-
-
-def sql_literal(value: Any) -> str:
-    """A value quoted for a Delta predicate (replaceWhere takes SQL text)."""
-    return sql_string(str(value))
