@@ -28,7 +28,7 @@ of an infinite one. A distribution compared with itself gives exactly 0. Usual r
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -42,6 +42,7 @@ PSI_FLOOR = 1e-4
 QUANTILE_ERROR = 0.001
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 STATUSES = ("ok", "watch", "act")
+DEFAULT_AGE_BANDS = (25, 35, 45, 55, 65)
 
 
 class ColumnsMissingError(MissingColumnError, ValueError):
@@ -241,31 +242,101 @@ def age_band(column: str, bands: tuple[int, ...] | list[int]) -> Column:
     return expr.otherwise(F.lit(labels[-1]))
 
 
+def _check_bands(bands: tuple[int, ...]) -> None:
+    if not bands or any(lo >= hi for lo, hi in zip(bands, bands[1:])):
+        raise ValueError(f"age bands must be a non-empty increasing sequence, got {bands}")
+
+
+# The night's statistics of the scored rows (class mix, adverse share per age band, the score's
+# PSI buckets) are plain aggregates: the scorer computes them *during* its Delta write with
+# ``DataFrame.observe`` instead of persisting the scored rows for a second pass (the persist of a
+# million scored rows cost as much as scoring them). ``*_aggregates`` name the columns, ``*_of``
+# read them back; the DataFrame functions below are the same two steps with ``df.agg``.
+AGGREGATE_ROWS = "rows"
+
+
+def class_share_aggregates(predicted_col: str, classes: list[str]) -> dict[str, Column]:
+    """Row count and one count per class: the aggregates :func:`class_shares_of` reads."""
+    predicted = F.col(predicted_col).cast("string")
+    return {AGGREGATE_ROWS: F.count(F.lit(1)),
+            **{f"class_{i}": F.count_if(predicted == F.lit(c)) for i, c in enumerate(classes)}}
+
+
+def class_shares_of(values: Mapping[str, int], classes: list[str]) -> dict[str, float]:
+    n = int(values[AGGREGATE_ROWS])
+    return {c: (int(values[f"class_{i}"]) / n if n else 0.0) for i, c in enumerate(classes)}
+
+
+def age_band_aggregates(age_col: str, predicted_col: str, adverse_class: str,
+                        bands: tuple[int, ...] = DEFAULT_AGE_BANDS) -> dict[str, Column]:
+    """Rows and adverse predictions per age band (a null prediction is not adverse)."""
+    bands = tuple(bands)
+    _check_bands(bands)
+    band = age_band(age_col, bands)
+    adverse = F.coalesce(F.col(predicted_col) == F.lit(adverse_class), F.lit(False))
+    out: dict[str, Column] = {}
+    for i, label in enumerate([*age_band_labels(bands), UNKNOWN_AGE]):
+        out[f"age_rows_{i}"] = F.count_if(band == F.lit(label))
+        out[f"age_adverse_{i}"] = F.count_if((band == F.lit(label)) & adverse)
+    return out
+
+
+def age_band_shares_of(values: Mapping[str, int], bands: tuple[int, ...] = DEFAULT_AGE_BANDS) -> list[dict]:
+    """The bands with rows, in order; none when ``values`` has no age-band aggregates."""
+    out: list[dict] = []
+    for i, label in enumerate([*age_band_labels(tuple(bands)), UNKNOWN_AGE]):
+        rows = int(values.get(f"age_rows_{i}", 0))
+        if rows:
+            out.append({"band": label, "rows": rows, "adverse_share": int(values[f"age_adverse_{i}"]) / rows})
+    return out
+
+
+def _bucket_labels(feature: dict) -> list[str]:
+    if feature["kind"] == NUMERIC:
+        return [*[str(b) for b in range(len(feature["edges"]) + 1)], MISSING]
+    return [*profile_categories(feature), OTHER, MISSING]
+
+
+def bucket_aggregates(column: str, feature: dict, prefix: str = "bucket") -> dict[str, Column]:
+    """One count per bucket of a profiled column (the buckets of :func:`current_shares`)."""
+    if feature["kind"] == NUMERIC:
+        key = bin_key(column, [float(e) for e in feature["edges"]])
+    else:
+        value = F.col(column).cast("string")
+        key = (F.when(value.isNull(), F.lit(MISSING))
+               .when(value.isin(*profile_categories(feature)), value).otherwise(F.lit(OTHER)))
+    return {f"{prefix}_{i}": F.count_if(key == F.lit(label)) for i, label in enumerate(_bucket_labels(feature))}
+
+
+def bucket_shares_of(values: Mapping[str, int], feature: dict, prefix: str = "bucket") -> dict[str, float]:
+    """The shares of :func:`current_shares` for one column, from :func:`bucket_aggregates`' counts."""
+    counts = {label: int(values[f"{prefix}_{i}"]) for i, label in enumerate(_bucket_labels(feature))}
+    n = sum(counts.values())
+    return {b: k / n for b, k in sorted(counts.items()) if k} if n else {}
+
+
+def _aggregate(df: DataFrame, aggregates: dict[str, Column]) -> dict:
+    return df.agg(*[c.alias(name) for name, c in aggregates.items()]).first().asDict()
+
+
 def adverse_share_by_age_band(df: DataFrame, age_col: str, predicted_col: str, adverse_class: str,
-                              bands: tuple[int, ...] = (25, 35, 45, 55, 65)) -> list[dict]:
-    """Rows and share of ``adverse_class`` predictions per age band (one groupBy).
+                              bands: tuple[int, ...] = DEFAULT_AGE_BANDS) -> list[dict]:
+    """Rows and share of ``adverse_class`` predictions per age band (one aggregation).
 
     Bands are ``[lo, hi)``: "<25", "25-34", ..., "65+", plus "unknown" for a null age; only bands
     with rows are returned, in that order. A null prediction counts as not adverse.
     """
     bands = tuple(bands)
-    if not bands or any(lo >= hi for lo, hi in zip(bands, bands[1:])):
-        raise ValueError(f"age bands must be a non-empty increasing sequence, got {bands}")
+    _check_bands(bands)
     _require_columns(df, [age_col, predicted_col], "adverse_share_by_age_band")
-    adverse = F.coalesce((F.col(predicted_col) == F.lit(adverse_class)).cast("double"), F.lit(0.0))
-    rows = (df.groupBy(age_band(age_col, bands).alias("band"))
-            .agg(F.count(F.lit(1)).alias("rows"), F.avg(adverse).alias("adverse_share")).collect())
-    order = {label: i for i, label in enumerate([*age_band_labels(bands), UNKNOWN_AGE])}
-    return [{"band": r["band"], "rows": int(r["rows"]), "adverse_share": float(r["adverse_share"])}
-            for r in sorted(rows, key=lambda r: order[r["band"]])]
+    return age_band_shares_of(_aggregate(df, age_band_aggregates(age_col, predicted_col, adverse_class, bands)),
+                              bands)
 
 
 def class_shares(df: DataFrame, predicted_col: str, classes: list[str]) -> dict[str, float]:
-    """Share of all rows predicted as each class (one groupBy); a class without rows gets 0.0.
+    """Share of all rows predicted as each class (one aggregation); a class without rows gets 0.0.
 
     Shares are of all rows, so predictions outside ``classes`` (or null) make the sum < 1.
     """
     _require_columns(df, [predicted_col], "class_shares")
-    counts = {r[0]: int(r[1]) for r in df.groupBy(F.col(predicted_col).cast("string")).count().collect()}
-    n = sum(counts.values())
-    return {c: (counts.get(c, 0) / n if n else 0.0) for c in classes}
+    return class_shares_of(_aggregate(df, class_share_aggregates(predicted_col, classes)), classes)

@@ -17,7 +17,7 @@ text, impact; one per code). Two methods:
   ``w`` the adverse class's coefficients minus the mean over classes (its exact contribution to
   the adverse log-odds against the classes' geometric mean) and ``mean`` the training mean.
 
-Both are built-in column expressions: no Python UDF and no interpreted lambda runs per row.
+Both are built-in column expressions: no Python UDF runs per row.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
 
     def _candidates(self, impacts: dict[str, str], codes: dict[str, list[str]] | None) -> list[str]:
         """One candidate per reason code (per feature when uncoded), as SQL text: struct(neg,
-        feature, code, text) of its largest positive impact, null when none is positive. ``neg`` =
+        feature, code, text) of its largest impact (the caller keeps only positive ones). ``neg`` =
         −impact, so that an ascending sort puts the largest first, ties broken by feature name."""
         groups: dict[str, list[str]] = {}
         for feature in impacts:
@@ -113,14 +113,13 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                        f"'feature', {sql_string(f)}, 'code', {sql_string(code)}, "
                        f"'text', {sql_string(codes[f][1] if codes else '')})"
                        for f in sorted(features)]
-            best = options[0] if len(options) == 1 else f"least({', '.join(options)})"
-            candidates.append(f"CASE WHEN ({best}).neg < -1e-9D THEN {best} END")
+            candidates.append(options[0] if len(options) == 1 else f"least({', '.join(options)})")
         return candidates
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        """Built-in expressions only (no Python, no interpreted lambdas): per code the best feature
-        by ``least`` over structs, nulls dropped by ``array_compact``, ``sort_array``, then the top
-        ``maxReasons`` positions unrolled."""
+        """Built-in expressions only (no Python): per code the best feature by ``least`` over
+        structs, ``filter`` to the positive impacts (one small lambda per code), ``sort_array``,
+        then the top ``maxReasons`` positions unrolled."""
         state = json.loads(self.getOrDefault("state"))
         codes_json = self.getOrDefault("reasonCodes")
         codes = json.loads(codes_json) if codes_json else None
@@ -133,7 +132,11 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
         if linear:
             dataset = dataset.withColumn(LINEAR_INPUT, vector_to_array(F.col(state["input_col"])))
         # a column of its own: the optimizer keeps it computed once, not once per position below
-        ranked = dataset.withColumn(RANKED, F.expr(f"sort_array(array_compact(array({', '.join(candidates)})))"))
+        # each candidate is built once (as `CASE WHEN c.neg < 0 THEN c END` + array_compact, its
+        # struct was built twice, for the test and for the value: calibration + reasons of 1M
+        # records to a noop sink 34 s -> 22 s)
+        ranked = dataset.withColumn(RANKED, F.expr(
+            f"sort_array(filter(array({', '.join(candidates)}), c -> c.neg < -1e-9D))"))
         top = []
         for rank in range(1, k + 1):
             item = F.try_element_at(F.col(RANKED), F.lit(rank))

@@ -24,6 +24,7 @@ TEST_SPARK = SparkSettings(
         "spark.driver.memory": "2g",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.codegen.hugeMethodLimit": "8000",      # as conf/base.yaml
     },
 )
 

@@ -9,16 +9,52 @@ from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from credit_spark.calibration import (
+    EPS,
     FLOOR,
     ProbabilityCalibrator,
     ProbabilityCalibratorModel,
-    apply_calibration,
     expected_calibration_error,
     reliability_table,
 )
 
 SCHEMA = StructType([StructField("id", IntegerType()), StructField("label", DoubleType()),
                      StructField("probability", VectorUDT()), StructField("prediction", DoubleType())])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1.0 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):   # NaN in, NaN out
+        return np.exp(-np.logaddexp(0.0, -z))
+
+
+def apply_calibration(probs: np.ndarray, method: str, curves: dict, num_classes: int) -> np.ndarray:
+    """The numpy reference the Spark expressions are held to: calibrate an (n, k) array of
+    probability rows with fitted curves."""
+    probs = np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise ValueError(f"expected probability vectors of size {num_classes}, got shape {probs.shape}")
+
+    def curve(k: int, p: np.ndarray) -> np.ndarray:
+        c = curves[str(k)]
+        if method == "isotonic":
+            fitted = np.interp(p, np.asarray(c["boundaries"], dtype=float), np.asarray(c["predictions"], dtype=float))
+        else:
+            fitted = _sigmoid(c["slope"] * _logit(p) + c["intercept"])
+        return np.where(np.isnan(p), np.nan, np.clip(fitted, FLOOR, 1.0 - FLOOR))   # np.interp may fill NaN
+
+    if num_classes == 2:
+        p1 = curve(1, probs[:, 1])
+        return np.column_stack([1.0 - p1, p1])
+    calibrated = np.column_stack([curve(k, probs[:, k]) for k in range(num_classes)])
+    total = calibrated.sum(axis=1, keepdims=True)
+    uniform = np.full_like(calibrated, 1.0 / num_classes)
+    positive = np.isnan(total) | (total > 0)   # a NaN row stays NaN, not uniform
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positive, calibrated / np.where(positive, total, 1.0), uniform)
 
 
 def overconfident_binary(spark, offset: int = 0):
@@ -101,12 +137,13 @@ CURVES = {
 @pytest.mark.parametrize("method", ["isotonic", "platt"])
 @pytest.mark.parametrize("num_classes", [2, 3])
 def test_spark_transform_matches_the_numpy_reference(spark, method, num_classes):
-    """Exact knots, points between, below and above every curve, 0 and 1 (NaN: numpy only)."""
+    """Exact knots, points between, below and above every curve, 0 and 1, NaN."""
     curves = {c: v for c, v in CURVES[method].items() if num_classes == 3 or c == "1"}
     points = [0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.3000001, 0.4, 0.45, 0.6, 0.75, 0.9, 0.95, 1.0]
     rng = np.random.default_rng(7)
     vectors = [[1.0 - p, p] for p in points] if num_classes == 2 else \
         [list(v) for v in rng.dirichlet([1.0] * 3, size=40)] + [[p, p, 1.0 - p] for p in points]
+    vectors.append([math.nan] * num_classes)
     rows = [(i, 0.0, Vectors.dense(v), 0.0) for i, v in enumerate(vectors)]
     model = ProbabilityCalibratorModel(method=method, numClasses=num_classes,
                                        state=json.dumps({"method": method, "curves": curves}))
@@ -114,9 +151,9 @@ def test_spark_transform_matches_the_numpy_reference(spark, method, num_classes)
     assert out.columns == [*SCHEMA.fieldNames(), "uncalibrated_probability"]
     got = {r["id"]: r["probability"] for r in out.collect()}
     expected = apply_calibration(np.array(vectors), method, curves, num_classes)
+    assert np.isnan(expected[-1]).all()
     np.testing.assert_allclose(np.array([got[i].toArray() for i in range(len(vectors))]), expected,
-                               rtol=0, atol=1e-15)
-    assert np.isnan(apply_calibration(np.array([[math.nan] * num_classes]), method, curves, num_classes)).all()
+                               rtol=0, atol=1e-15)      # NaN where expected NaN (assert_allclose's equal_nan)
 
 
 @pytest.mark.parametrize("method", ["isotonic", "platt"])

@@ -13,12 +13,14 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from credit_spark import registry
 from credit_spark.config import MonitoringSettings, load_config
 from credit_spark.errors import DriftAlert
 from credit_spark.features import build_features
 from credit_spark.generate import generate_records
+from credit_spark.monitoring import adverse_share_by_age_band, population_stability
 from credit_spark.scorecard import bin_key
-from credit_spark.scoring import probability_column, score_run_date
+from credit_spark.scoring import load_baseline, probability_column, score_run_date
 from credit_spark.tables import FEATURES, MONITORING, SCORES, current_version, overwrite_table
 from credit_spark.train import fitted_classifier, train
 
@@ -155,6 +157,21 @@ def test_table_properties_comments_and_monitoring(spark, trained):
     assert sum(r.value for (m, _), r in metrics.items() if m == "class_share") == pytest.approx(1.0)
     assert any(m == "adverse_share_by_age_band" for m, _ in metrics)
     assert sum(1 for m, _ in metrics if m == "run_status") == 1
+
+    # the night's statistics were observed during the write: recomputed from the written table
+    # (and the features' age) by the DataFrame paths, they agree
+    written = scores(spark, cfg).where(F.col("run_date") == SEPTEMBER)
+    counts = {r["predicted_class"]: r["count"] for r in written.groupBy("predicted_class").count().collect()}
+    assert {c: metrics[("class_share", c)].value for c in cfg.spec.label.classes} == pytest.approx(
+        {c: counts.get(c, 0) / 200 for c in cfg.spec.label.classes})
+    baseline = load_baseline(cfg, registry.resolve(cfg, cfg.score.model))["features"]["score_points"]
+    assert metrics[("psi", "score_points")].value == pytest.approx(
+        population_stability(written, {"features": {"score_points": baseline}})["score_points"], abs=1e-12)
+    ages = spark.read.format("delta").load(cfg.table_path(FEATURES)).select("record_id", cfg.spec.age_column)
+    bands = adverse_share_by_age_band(written.join(ages, "record_id"), cfg.spec.age_column, "predicted_class",
+                                      cfg.spec.label.classes[-1])
+    assert {b["band"]: b["adverse_share"] for b in bands} == pytest.approx(
+        {n: r.value for (m, n), r in metrics.items() if m == "adverse_share_by_age_band"})
 
 
 def test_concurrent_runs_for_two_dates_both_land(spark, trained):
