@@ -214,7 +214,10 @@ class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable
         prob = self.getOrDefault("probabilityCol")
         raw = self.getOrDefault("rawProbabilityCol")
         values, calibrated = f"{prob}__calibration_input", f"{prob}__calibrated"
-        inputs = dataset.withColumns({raw: F.col(prob), values: vector_to_array(F.col(prob))})
+        array = vector_to_array(F.col(prob))
+        sized = F.when(F.size(array) == k, array).otherwise(F.raise_error(F.concat(
+            F.lit(f"{prob}: expected probability vectors of size {k}, got size "), F.size(array).cast("string"))))
+        inputs = dataset.withColumns({raw: F.col(prob), values: sized})
         p = [f"{sql_name(values)}[{i}]" for i in range(k)]
         if k == 2:
             p1 = calibration_sql(p[1], method, curves["1"])

@@ -145,8 +145,7 @@ def current_shares(df: DataFrame, profile: dict) -> dict[str, dict[str, float]]:
     # 0..k-1 for the buckets, k for __other__ (categorical), last for missing
     plans = [(NUMERIC, [float(e) for e in f["edges"]]) if f["kind"] == NUMERIC
              else (CATEGORICAL, profile_categories(f)) for f in features.values()]
-    labels = [[*[str(b) for b in range(len(ref) + 1)], MISSING] if kind == NUMERIC
-              else [*ref, OTHER, MISSING] for kind, ref in plans]
+    labels = [bucket_labels(f) for f in features.values()]
     typed = df.select(*[F.col(name).cast("double" if kind == NUMERIC else "string").alias(f"c{i}")
                         for i, (name, (kind, _)) in enumerate(zip(names, plans))])
     counted = (typed.mapInArrow(_bucket_counter(plans), "feature int, bucket int, count long")
@@ -291,7 +290,9 @@ def age_band_shares_of(values: Mapping[str, int], bands: tuple[int, ...] = DEFAU
     return out
 
 
-def _bucket_labels(feature: dict) -> list[str]:
+def bucket_labels(feature: dict) -> list[str]:
+    """A profiled column's buckets in code order: "0".."n" and missing (numeric), the kept
+    categories, __other__ and missing (categorical)."""
     if feature["kind"] == NUMERIC:
         return [*[str(b) for b in range(len(feature["edges"]) + 1)], MISSING]
     return [*profile_categories(feature), OTHER, MISSING]
@@ -305,12 +306,12 @@ def bucket_aggregates(column: str, feature: dict, prefix: str = "bucket") -> dic
         value = F.col(column).cast("string")
         key = (F.when(value.isNull(), F.lit(MISSING))
                .when(value.isin(*profile_categories(feature)), value).otherwise(F.lit(OTHER)))
-    return {f"{prefix}_{i}": F.count_if(key == F.lit(label)) for i, label in enumerate(_bucket_labels(feature))}
+    return {f"{prefix}_{i}": F.count_if(key == F.lit(label)) for i, label in enumerate(bucket_labels(feature))}
 
 
 def bucket_shares_of(values: Mapping[str, int], feature: dict, prefix: str = "bucket") -> dict[str, float]:
     """The shares of :func:`current_shares` for one column, from :func:`bucket_aggregates`' counts."""
-    counts = {label: int(values[f"{prefix}_{i}"]) for i, label in enumerate(_bucket_labels(feature))}
+    counts = {label: int(values[f"{prefix}_{i}"]) for i, label in enumerate(bucket_labels(feature))}
     n = sum(counts.values())
     return {b: k / n for b, k in sorted(counts.items()) if k} if n else {}
 
@@ -326,8 +327,6 @@ def adverse_share_by_age_band(df: DataFrame, age_col: str, predicted_col: str, a
     Bands are ``[lo, hi)``: "<25", "25-34", ..., "65+", plus "unknown" for a null age; only bands
     with rows are returned, in that order. A null prediction counts as not adverse.
     """
-    bands = tuple(bands)
-    _check_bands(bands)
     _require_columns(df, [age_col, predicted_col], "adverse_share_by_age_band")
     return age_band_shares_of(_aggregate(df, age_band_aggregates(age_col, predicted_col, adverse_class, bands)),
                               bands)

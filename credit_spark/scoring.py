@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,13 +39,18 @@ from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
 from credit_spark.sqltext import sql_string
 from credit_spark.tables import (FEATURES, MONITORING, SCORES, commit_tagged, ensure_table, read_snapshot,
-                                 replace_where, with_retries)
+                                 read_table, replace_where, with_retries)
 
 logger = logging.getLogger(__name__)
 
 SCORE_POINTS = "score_points"
 PREDICTED_CLASS = "predicted_class"
 STATUS_ORDER = ("ok", "watch", "act")
+#: prefix of the score's PSI bucket counts among the night's aggregates
+SCORE_BUCKETS = "score_bucket"
+#: how long the driver waits for the observed statistics once the write has finished; they come
+#: with the job's end event, within milliseconds normally: past this, they are recomputed
+OBSERVED_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -203,11 +209,23 @@ def night_aggregates(cfg: Config, baseline: dict | None, columns: list[str]) -> 
     spec = cfg.spec
     aggregates = monitoring.class_share_aggregates(PREDICTED_CLASS, spec.label.classes)
     if spec.age_column and spec.age_column in columns:
-        aggregates.update(monitoring.age_band_aggregates(spec.age_column, PREDICTED_CLASS, spec.label.classes[-1]))
+        aggregates.update(monitoring.age_band_aggregates(spec.age_column, PREDICTED_CLASS, spec.label.classes[-1],
+                                                         monitoring.DEFAULT_AGE_BANDS))
     score_profile = ((baseline or {}).get("features") or {}).get(SCORE_POINTS)
     if score_profile is not None:
-        aggregates.update(monitoring.bucket_aggregates(SCORE_POINTS, score_profile, prefix="score_bucket"))
+        aggregates.update(monitoring.bucket_aggregates(SCORE_POINTS, score_profile, prefix=SCORE_BUCKETS))
     return aggregates
+
+
+def observed_metrics(observation: Observation, timeout_s: float) -> dict | None:
+    """``observation.get``, waiting at most ``timeout_s``; None when the metrics do not come
+    (``get`` itself would block for ever)."""
+    box: dict = {}
+    waiter = threading.Thread(target=lambda: box.update(value=observation.get), daemon=True,
+                              name="observed-metrics")
+    waiter.start()
+    waiter.join(timeout_s)
+    return box.get("value")
 
 
 def monitoring_rows(observed: dict, records: DataFrame, baseline: dict | None, cfg: Config, rows_in: int,
@@ -222,7 +240,7 @@ def monitoring_rows(observed: dict, records: DataFrame, baseline: dict | None, c
     rows += [("class_share", c, v, None)
              for c, v in monitoring.class_shares_of(observed, spec.label.classes).items()]
     rows += [("adverse_share_by_age_band", b["band"], float(b["adverse_share"]), None)
-             for b in monitoring.age_band_shares_of(observed)]      # none without an age column
+             for b in monitoring.age_band_shares_of(observed, monitoring.DEFAULT_AGE_BANDS)]  # none without age
     drift: dict[str, float] = {}
     if baseline is None:      # no reference: say so in the table, and do not report "ok"
         rows.append(("baseline_missing", "score_points", 0.0, "watch"))
@@ -231,11 +249,11 @@ def monitoring_rows(observed: dict, records: DataFrame, baseline: dict | None, c
         inputs = [c for c in features if c != SCORE_POINTS and c in records.columns]
         missing = sorted(set(features) - set(inputs) - {SCORE_POINTS})
         if missing:
-            logger.warning("monitoring: baseline columns absent from the scored data: %s", missing)
+            logger.warning("monitoring: baseline columns absent from the features: %s", missing)
         drift = monitoring.population_stability(records, {**baseline, "features": {c: features[c] for c in inputs}})
         if SCORE_POINTS in features:
             drift[SCORE_POINTS] = monitoring.psi(features[SCORE_POINTS]["shares"], monitoring.bucket_shares_of(
-                observed, features[SCORE_POINTS], prefix="score_bucket"))
+                observed, features[SCORE_POINTS], prefix=SCORE_BUCKETS))
         for name, value in sorted(drift.items()):
             rows.append(("psi" if name == SCORE_POINTS else "csi", name, float(value),
                          monitoring.status(value, m.psi_watch, m.psi_act)))
@@ -296,22 +314,28 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
                                       "per record and run date (credit_spark score)", properties),
                  "create scores", cfg.score.write_retries)
 
-    def write_scores() -> dict:
+    def write_scores() -> Observation:
         observation = Observation()       # one per attempt: a retried write recomputes the rows
         out = (scored.observe(observation, *[c.alias(name) for name, c in aggregates.items()])
                .transform(to_scores(classes, record, run_date, features_version, run_id)))
         # one run date = one partition value: the scored partitions write their own files
         # (at most MAX_RECORDS_PER_FILE rows each), without a shuffle of the whole night
         replace_where(out, path, day, ["run_date"], user_metadata=run_id, optimize_write=False)
-        return observation.get
+        return observation
 
     logger.info("writing scores for run date %s (run %s)", run_date, run_id)
-    observed = with_retries(write_scores, f"scores {run_date}", cfg.score.write_retries)
+    observation = with_retries(write_scores, f"scores {run_date}", cfg.score.write_retries)
     version, metrics = commit_tagged(spark, path, run_id)
     rows_out = int(metrics.get("numOutputRows", -1))
-    if int(observed[monitoring.AGGREGATE_ROWS]) != rows_out:
-        logger.warning("scores v%d: the write committed %d rows but its statistics saw %d", version, rows_out,
-                       observed[monitoring.AGGREGATE_ROWS])
+    observed = observed_metrics(observation, OBSERVED_WAIT_S)
+    if observed is None or int(observed[monitoring.AGGREGATE_ROWS]) != rows_out:
+        logger.warning("scores v%d: the statistics observed during the write are %s; recomputing them from "
+                       "the written rows", version, "missing" if observed is None else
+                       f"of {observed[monitoring.AGGREGATE_ROWS]} rows, not {rows_out}")
+        written = read_table(spark, cfg, SCORES, version=version).where(F.col("run_id") == run_id)
+        if spec.age_column and spec.age_column in records.columns:
+            written = written.join(records.select(RECORD_ID, spec.age_column), RECORD_ID, "left")
+        observed = written.agg(*[c.alias(name) for name, c in aggregates.items()]).first().asDict()
     logger.info("scores v%d committed (%d rows); computing monitoring", version, rows_out)
     rows, status, drift = monitoring_rows(observed, records, baseline, cfg, rows_in=rows_in, rows_out=rows_out)
     thresholds = cfg.score.monitoring

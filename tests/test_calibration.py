@@ -112,16 +112,32 @@ def test_multiclass_vectors_sum_to_one_prediction_kept_raw_copied(spark, method)
     assert any(g["probability"] != g["uncalibrated_probability"] for g in got)
 
 
-def test_multiclass_renormalises_and_never_claims_certainty():
+def calibrated(spark, vectors: list[list[float]], method: str, curves: dict) -> np.ndarray:
+    """The Spark stage's calibrated vectors, in input order."""
+    k = len(vectors[0])
+    model = ProbabilityCalibratorModel(method=method, numClasses=k, state=json.dumps({"method": method, "curves": curves}))
+    rows = [(i, 0.0, Vectors.dense(v), 0.0) for i, v in enumerate(vectors)]
+    got = {r["id"]: r["probability"].toArray() for r in model.transform(spark.createDataFrame(rows, SCHEMA)).collect()}
+    return np.array([got[i] for i in range(len(vectors))])
+
+
+def test_multiclass_renormalises_and_never_claims_certainty(spark):
     curves = {str(k): {"boundaries": [0.0, 0.5, 1.0], "predictions": [0.0, 0.0, 1.0]} for k in range(3)}
-    out = apply_calibration(np.array([[0.75, 1.0, 0.0], [0.2, 0.3, 0.5]]), "isotonic", curves, 3)
+    out = calibrated(spark, [[0.75, 1.0, 0.0], [0.2, 0.3, 0.5]], "isotonic", curves)
     # curves give (0.5, 1, 0) and (0, 0, 0); kept within [FLOOR, 1 - FLOOR], then renormalised
     first = np.array([0.5, 1 - FLOOR, FLOOR])
     np.testing.assert_allclose(out, [first / first.sum(), [1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
-    binary = apply_calibration(np.array([[0.9, 0.1], [0.0, 1.0]]), "platt",
-                               {"1": {"slope": 1.0, "intercept": math.log(3.0)}}, 2)
+    binary = calibrated(spark, [[0.9, 0.1], [0.0, 1.0]], "platt", {"1": {"slope": 1.0, "intercept": math.log(3.0)}})
     np.testing.assert_allclose(binary[:, 1], [0.25, 1 - FLOOR], atol=1e-5)
     np.testing.assert_allclose(binary.sum(axis=1), [1.0, 1.0])
+
+
+def test_a_vector_of_the_wrong_size_is_named(spark):
+    curves = {str(k): {"boundaries": [0.0, 1.0], "predictions": [0.0, 1.0]} for k in range(3)}
+    for vector in ([0.5, 0.5], [0.25, 0.25, 0.25, 0.25]):
+        with pytest.raises(Exception, match="probability: expected probability vectors of size 3, got size "
+                                            f"{len(vector)}"):
+            calibrated(spark, [vector], "isotonic", curves)
 
 
 CURVES = {

@@ -123,6 +123,10 @@ def test_current_shares_by_hand_on_edges_nulls_nan_and_integer_columns(spark):
             key = bucket_of(None if row[index] is None else float(row[index]), edges)
             expected[key] = expected.get(key, 0) + 1
         assert shares[name] == {k: v / len(rows) for k, v in sorted(expected.items())}
+    # the same buckets as aggregates (what the scorer observes during its write for the score)
+    for name, feature in profile["features"].items():
+        counted = current.agg(*[c.alias(n) for n, c in M.bucket_aggregates(name, feature).items()]).first()
+        assert M.bucket_shares_of(counted.asDict(), feature) == shares[name]
 
 
 def test_missing_column_is_named(spark, numeric_df):

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
-from credit_spark import registry
+from credit_spark import registry, scoring
 from credit_spark.config import MonitoringSettings, load_config
 from credit_spark.errors import DriftAlert
 from credit_spark.features import build_features
 from credit_spark.generate import generate_records
 from credit_spark.monitoring import adverse_share_by_age_band, population_stability
 from credit_spark.scorecard import bin_key
-from credit_spark.scoring import load_baseline, probability_column, score_run_date
+from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
 from credit_spark.tables import FEATURES, MONITORING, SCORES, current_version, overwrite_table
 from credit_spark.train import fitted_classifier, train
 
@@ -92,7 +93,6 @@ def test_scorecard_reasons_are_its_points_below_the_best_bin(spark, trained):
     cfg, result, _ = trained
     cfg = with_model(cfg, "scorecard")
     out = score_run_date(spark, cfg, AUGUST)
-    from credit_spark import registry
     card = fitted_classifier(registry.load_model(cfg, registry.resolve(cfg, "scorecard")))
     table: dict[str, dict[str, float]] = {}
     for r in card.points_by_bin_key():
@@ -172,6 +172,32 @@ def test_table_properties_comments_and_monitoring(spark, trained):
                                       cfg.spec.label.classes[-1])
     assert {b["band"]: b["adverse_share"] for b in bands} == pytest.approx(
         {n: r.value for (m, n), r in metrics.items() if m == "adverse_share_by_age_band"})
+
+
+def test_observed_metrics_wait_is_bounded(spark):
+    df = spark.range(10)
+    waiting = Observation()
+    df.observe(waiting, F.count(F.lit(1)).alias("rows"))        # no action runs: get would block
+    assert observed_metrics(waiting, timeout_s=0.5) is None
+    done = Observation()
+    df.observe(done, F.count(F.lit(1)).alias("rows")).write.format("noop").mode("overwrite").save()
+    assert observed_metrics(done, timeout_s=30) == {"rows": 10}
+
+
+def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, trained, monkeypatch):
+    cfg, _, _ = trained
+
+    def monitoring_values():
+        monitor = spark.read.format("delta").load(cfg.table_path(MONITORING)).where(F.col("run_date") == AUGUST)
+        return {(r.metric, r.name): r.value for r in monitor.collect()}
+
+    score_run_date(spark, cfg, AUGUST)
+    observed = monitoring_values()
+    monkeypatch.setattr(scoring, "observed_metrics", lambda observation, timeout_s: None)
+    score_run_date(spark, cfg, AUGUST)
+    recomputed = monitoring_values()
+    assert ("psi", "score_points") in recomputed and any(m == "adverse_share_by_age_band" for m, _ in recomputed)
+    assert recomputed == pytest.approx(observed)
 
 
 def test_concurrent_runs_for_two_dates_both_land(spark, trained):
