@@ -112,9 +112,9 @@ def test_multiclass_vectors_sum_to_one_prediction_kept_raw_copied(spark, method)
     assert any(g["probability"] != g["uncalibrated_probability"] for g in got)
 
 
-def calibrated(spark, vectors: list[list[float]], method: str, curves: dict) -> np.ndarray:
-    """The Spark stage's calibrated vectors, in input order."""
-    k = len(vectors[0])
+def calibrated(spark, vectors: list[list[float]], method: str, curves: dict, k: int | None = None) -> np.ndarray:
+    """The Spark stage's calibrated vectors, in input order (``k`` classes: the vectors' size by default)."""
+    k = k or len(vectors[0])
     model = ProbabilityCalibratorModel(method=method, numClasses=k, state=json.dumps({"method": method, "curves": curves}))
     rows = [(i, 0.0, Vectors.dense(v), 0.0) for i, v in enumerate(vectors)]
     got = {r["id"]: r["probability"].toArray() for r in model.transform(spark.createDataFrame(rows, SCHEMA)).collect()}
@@ -137,7 +137,7 @@ def test_a_vector_of_the_wrong_size_is_named(spark):
     for vector in ([0.5, 0.5], [0.25, 0.25, 0.25, 0.25]):
         with pytest.raises(Exception, match="probability: expected probability vectors of size 3, got size "
                                             f"{len(vector)}"):
-            calibrated(spark, [vector], "isotonic", curves)
+            calibrated(spark, [vector], "isotonic", curves, k=3)
 
 
 CURVES = {
