@@ -1,5 +1,6 @@
 """The nightly scorer as a product: content, reasons, idempotent and concurrent writes, kills, drift."""
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -184,7 +185,7 @@ def test_observed_metrics_wait_is_bounded(spark):
     assert observed_metrics(done, timeout_s=30) == {"rows": 10}
 
 
-def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, trained, monkeypatch):
+def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, trained, monkeypatch, caplog):
     cfg, _, _ = trained
 
     def monitoring_values():
@@ -194,7 +195,9 @@ def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, tr
     score_run_date(spark, cfg, AUGUST)
     observed = monitoring_values()
     monkeypatch.setattr(scoring, "observed_metrics", lambda observation, timeout_s: None)
-    score_run_date(spark, cfg, AUGUST)
+    with caplog.at_level(logging.WARNING, logger="credit_spark.scoring"):
+        score_run_date(spark, cfg, AUGUST)
+    assert "statistics observed during the write are missing; recomputing them from the written rows" in caplog.text
     recomputed = monitoring_values()
     assert ("psi", "score_points") in recomputed and any(m == "adverse_share_by_age_band" for m, _ in recomputed)
     assert recomputed == pytest.approx(observed)
