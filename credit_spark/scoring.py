@@ -283,6 +283,11 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     spec = cfg.spec
     classes = spec.label.classes
     record = registry.resolve(cfg, cfg.score.model)      # fail before reading or writing
+    # the night runs in a session of its own (same SparkContext, catalog and configuration): in
+    # Spark 4.0 a session that has used an Observation holds an unserializable ObservationManager,
+    # and any later task capturing that session fails with "Task not serializable" (e.g. a
+    # LogisticRegressionModel fitted in it keeps its training summary, which holds the session)
+    spark = spark.newSession()
     if record.classes != classes:
         raise ModelNotFoundError(f"{record.model_name} v{record.model_version} of '{record.registered_model}' "
                                  f"predicts {record.classes}, but dataset {spec.name} has classes {classes}: "

@@ -176,13 +176,26 @@ def test_table_properties_comments_and_monitoring(spark, trained):
 
 
 def test_observed_metrics_wait_is_bounded(spark):
-    df = spark.range(10)
+    df = spark.newSession().range(10)      # an Observation spoils its session for the rest (see score_run_date)
     waiting = Observation()
     df.observe(waiting, F.count(F.lit(1)).alias("rows"))        # no action runs: get would block
     assert observed_metrics(waiting, timeout_s=0.5) is None
     done = Observation()
     df.observe(done, F.count(F.lit(1)).alias("rows")).write.format("noop").mode("overwrite").save()
     assert observed_metrics(done, timeout_s=30) == {"rows": 10}
+
+
+def test_the_caller_session_can_still_fit_and_use_models_after_a_night(spark, trained):
+    """The night's Observation stays in a session of its own: a model fitted afterwards in the
+    caller's session (its training summary holds that session) still runs in tasks."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.linalg import Vectors
+
+    cfg, _, _ = trained
+    score_run_date(spark, cfg, SEPTEMBER)
+    df = spark.createDataFrame([(Vectors.dense([float(i)]), float(i % 2)) for i in range(20)], ["features", "label"])
+    model = LogisticRegression(maxIter=5).fit(df)
+    assert model.transform(df).groupBy("prediction").count().count() >= 1
 
 
 def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, trained, monkeypatch, caplog):
