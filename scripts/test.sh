@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command two: set up .venv/ with the test extras (pytest, torch, Horovod built once and cached)
 # and run the test suite.
-#   scripts/test.sh                  # everything (about 45-65 minutes on 2 cores)
+#   scripts/test.sh                  # everything (about 30-65 minutes on 2 cores)
 #   scripts/test.sh -m "not e2e"     # the fast tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
