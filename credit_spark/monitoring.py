@@ -316,7 +316,8 @@ def bucket_shares_of(values: Mapping[str, int], feature: dict, prefix: str = "bu
     return {b: k / n for b, k in sorted(counts.items()) if k} if n else {}
 
 
-def _aggregate(df: DataFrame, aggregates: dict[str, Column]) -> dict:
+def aggregate(df: DataFrame, aggregates: dict[str, Column]) -> dict:
+    """The named aggregates over ``df``, as one dict (one small row on the driver)."""
     return df.agg(*[c.alias(name) for name, c in aggregates.items()]).first().asDict()
 
 
@@ -328,7 +329,7 @@ def adverse_share_by_age_band(df: DataFrame, age_col: str, predicted_col: str, a
     with rows are returned, in that order. A null prediction counts as not adverse.
     """
     _require_columns(df, [age_col, predicted_col], "adverse_share_by_age_band")
-    return age_band_shares_of(_aggregate(df, age_band_aggregates(age_col, predicted_col, adverse_class, bands)),
+    return age_band_shares_of(aggregate(df, age_band_aggregates(age_col, predicted_col, adverse_class, bands)),
                               bands)
 
 
@@ -338,4 +339,4 @@ def class_shares(df: DataFrame, predicted_col: str, classes: list[str]) -> dict[
     Shares are of all rows, so predictions outside ``classes`` (or null) make the sum < 1.
     """
     _require_columns(df, [predicted_col], "class_shares")
-    return class_shares_of(_aggregate(df, class_share_aggregates(predicted_col, classes)), classes)
+    return class_shares_of(aggregate(df, class_share_aggregates(predicted_col, classes)), classes)

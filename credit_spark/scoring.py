@@ -340,7 +340,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
         written = read_table(spark, cfg, SCORES, version=version).where(F.col("run_id") == run_id)
         if spec.age_column and spec.age_column in records.columns:
             written = written.join(records.select(RECORD_ID, spec.age_column), RECORD_ID, "left")
-        observed = written.agg(*[c.alias(name) for name, c in aggregates.items()]).first().asDict()
+        observed = monitoring.aggregate(written, aggregates)
     logger.info("scores v%d committed (%d rows); computing monitoring", version, rows_out)
     rows, status, drift = monitoring_rows(observed, records, baseline, cfg, rows_in=rows_in, rows_out=rows_out)
     thresholds = cfg.score.monitoring
