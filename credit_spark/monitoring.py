@@ -316,9 +316,14 @@ def bucket_shares_of(values: Mapping[str, int], feature: dict, prefix: str = "bu
     return {b: k / n for b, k in sorted(counts.items()) if k} if n else {}
 
 
+def named(aggregates: dict[str, Column]) -> list[Column]:
+    """The aggregates as columns named by their keys (for ``df.agg`` or ``df.observe``)."""
+    return [c.alias(name) for name, c in aggregates.items()]
+
+
 def aggregate(df: DataFrame, aggregates: dict[str, Column]) -> dict:
     """The named aggregates over ``df``, as one dict (one small row on the driver)."""
-    return df.agg(*[c.alias(name) for name, c in aggregates.items()]).first().asDict()
+    return df.agg(*named(aggregates)).first().asDict()
 
 
 def adverse_share_by_age_band(df: DataFrame, age_col: str, predicted_col: str, adverse_class: str,

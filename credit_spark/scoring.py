@@ -321,7 +321,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
 
     def write_scores() -> Observation:
         observation = Observation()       # one per attempt: a retried write recomputes the rows
-        out = (scored.observe(observation, *[c.alias(name) for name, c in aggregates.items()])
+        out = (scored.observe(observation, *monitoring.named(aggregates))
                .transform(to_scores(classes, record, run_date, features_version, run_id)))
         # one run date = one partition value: the scored partitions write their own files
         # (at most MAX_RECORDS_PER_FILE rows each), without a shuffle of the whole night
