@@ -22,11 +22,13 @@ calibrate each class one-vs-rest and renormalise the vector to sum to one (unifo
 calibrated value is 0).
 
 The model copies the input vector to ``rawProbabilityCol`` and overwrites ``probabilityCol``
-with built-in expressions written as SQL text (:func:`calibration_sql`): an isotonic curve is a
-binary tree of CASEs over its boundaries with ``np.interp``'s arithmetic in the leaves, Platt is
-numpy's ``exp(-logaddexp(0, -z))``; the tests hold them to a numpy reference to 1e-15. (The
-previous Arrow ``pandas_udf`` cost ~16 s per 1M scored records in the night's pipeline, mostly in
-moving the wide rows to and from Python; these expressions ~4 s.) It never touches the prediction column:
+with built-in expressions written as SQL text (:func:`calibration_sql`): an isotonic curve finds
+each value's segment by an unrolled binary search over its boundaries (one small projection per
+step, :func:`with_segment_search`, so the generated code does not grow with the boundaries) and
+applies ``np.interp``'s arithmetic, Platt is numpy's ``exp(-logaddexp(0, -z))``; the tests hold
+them to a numpy reference to 1e-15. (The previous Arrow ``pandas_udf`` cost ~16 s per 1M scored
+records in the night's pipeline, mostly in moving the wide rows to and from Python; these
+expressions ~4 s.) It never touches the prediction column:
 calibration changes probabilities, not the class decision. Class-weighted models pick their class
 by a decision rule tuned on the (weighted) scores, which calibration would silently move if the
 prediction were re-derived as the argmax of calibrated probabilities; the calibrated
@@ -93,29 +95,38 @@ class _CalibratorParams(HasLabelCol, HasProbabilityCol):
         return [1] if k == 2 else list(range(k))
 
 
-def _interp_sql(p: str, boundaries: list[float], predictions: list[float]) -> str:
-    """``np.interp(p, boundaries, predictions)`` as SQL: below the first boundary its prediction,
-    from the last one on the last prediction, in between the segment ``j`` with the largest
-    ``boundaries[j] <= p`` (found by a binary tree of CASEs: ~log2(n) comparisons per value) and
-    numpy's arithmetic ``slope * (p - x_j) + y_j``, so the values are the same to the last bit."""
+def _search_steps(boundaries: list[float]) -> tuple[str, list[int]]:
+    """The literal array and the steps of an unrolled binary search over ``boundaries``.
+
+    Segment ``j`` (0 <= j < n - 1) is ``[x_j, x_j+1)``; the search returns the largest ``j`` with
+    ``x_j <= p`` for ``x_0 <= p < x_n-1``. The array is padded to a power of two with the last
+    boundary (never ``<= p`` in that range), so every probe ``lo + step`` is inside it."""
+    segments = len(boundaries) - 1
+    size = 1 << max(segments - 1, 0).bit_length()         # the power of two >= segments
+    padded = [*boundaries[:segments], *[boundaries[-1]] * (size - segments)]
+    steps, step = [], size // 2
+    while step >= 1:
+        steps.append(step)
+        step //= 2
+    return "array(" + ", ".join(sql_double(x) for x in padded) + ")", steps
+
+
+def _segment_sql(p: str, boundaries: list[float], predictions: list[float], index: str) -> str:
+    """``np.interp(p, boundaries, predictions)`` as SQL, given ``index``, the segment found by
+    :func:`_search_steps`' search: below the first boundary its prediction, from the last one on
+    the last prediction, in between numpy's arithmetic ``slope_j * (p - x_j) + y_j`` with the
+    slopes computed here as numpy does, so the values are the same to the last bit."""
     xs, ys = [float(b) for b in boundaries], [float(v) for v in predictions]
     if len(xs) == 1:
         return sql_double(ys[0])
-
-    def segment(j: int) -> str:
-        if xs[j + 1] == xs[j]:          # a repeated boundary: no p lies in [x_j, x_j+1)
-            return sql_double(ys[j])
-        slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
-        return f"({sql_double(slope)} * ({p} - {sql_double(xs[j])}) + {sql_double(ys[j])})"
-
-    def tree(lo: int, hi: int) -> str:  # xs[lo] <= p < xs[hi + 1]
-        if lo == hi:
-            return segment(lo)
-        mid = (lo + hi + 1) // 2
-        return f"CASE WHEN {p} < {sql_double(xs[mid])} THEN {tree(lo, mid - 1)} ELSE {tree(mid, hi)} END"
-
+    slopes = [0.0 if xs[j + 1] == xs[j] else (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])   # a repeated
+              for j in range(len(xs) - 1)]                                  # boundary is never the largest x_j <= p
+    lookup = {name: "array(" + ", ".join(sql_double(v) for v in values[:len(xs) - 1]) + ")"
+              for name, values in (("slope", slopes), ("x", xs), ("y", ys))}
+    segment = (f"(get({lookup['slope']}, {index}) * ({p} - get({lookup['x']}, {index})) "
+               f"+ get({lookup['y']}, {index}))")
     return (f"CASE WHEN {p} < {sql_double(xs[0])} THEN {sql_double(ys[0])} "
-            f"WHEN {p} >= {sql_double(xs[-1])} THEN {sql_double(ys[-1])} ELSE {tree(0, len(xs) - 2)} END")
+            f"WHEN {p} >= {sql_double(xs[-1])} THEN {sql_double(ys[-1])} ELSE {segment} END")
 
 
 def _platt_sql(p: str, slope: float, intercept: float) -> str:
@@ -128,13 +139,35 @@ def _platt_sql(p: str, slope: float, intercept: float) -> str:
     return f"exp(-({log_add_exp}))"
 
 
-def calibration_sql(p: str, method: str, curve: dict) -> str:
-    """One class's calibrated probability as SQL text: the curve, clipped to [FLOOR, 1 - FLOOR];
-    NaN stays NaN."""
-    fitted = (_interp_sql(p, curve["boundaries"], curve["predictions"]) if method == "isotonic"
+def calibration_sql(p: str, method: str, curve: dict, index: str | None = None) -> str:
+    """One class's calibrated probability as SQL text: the curve (an isotonic one needs the
+    column ``index`` of its searched segment), clipped to [FLOOR, 1 - FLOOR]; NaN stays NaN."""
+    fitted = (_segment_sql(p, curve["boundaries"], curve["predictions"], index) if method == "isotonic"
               else _platt_sql(p, curve["slope"], curve["intercept"]))
     return (f"CASE WHEN isnan({p}) THEN {p} "
             f"ELSE least(greatest({fitted}, {sql_double(FLOOR)}), {sql_double(1.0 - FLOOR)}) END")
+
+
+def with_segment_search(df: DataFrame, searches: dict[str, tuple[str, list[float]]]) -> DataFrame:
+    """Adds, per ``name: (p, boundaries)``, the column ``name``: the segment of ``p`` among the
+    boundaries (see :func:`_search_steps`), by an unrolled binary search with one projection per
+    step. Each step is a small expression over one literal array, so the generated code grows with
+    log2(boundaries), not with their number: a tree of CASEs with a leaf per segment (the previous
+    form) outgrew the JVM's 64 KB method limit with the ~thousands of boundaries an isotonic curve
+    has when fitted on 2M validation rows (a model trained on 10M rows), and Spark fell back to
+    slower code with an error in the log. A step reads the previous one's column more than once,
+    so the optimizer keeps the steps as separate projections (it inlines only what is used once
+    or cheap) instead of nesting them into an expression that doubles per step."""
+    plans = {name: (p, *_search_steps(boundaries)) for name, (p, boundaries) in searches.items()}
+    out = df.withColumns({name: F.lit(0) for name in plans})
+    for depth in range(max((len(steps) for _, _, steps in plans.values()), default=0)):
+        step = {}
+        for name, (p, array, steps) in plans.items():
+            if depth < len(steps):
+                probe = f"{sql_name(name)} + {steps[depth]}"
+                step[name] = F.expr(f"CASE WHEN get({array}, {probe}) <= {p} THEN {probe} ELSE {sql_name(name)} END")
+        out = out.withColumns(step)
+    return out
 
 
 class ProbabilityCalibrator(Estimator, _CalibratorParams, DefaultParamsReadable, DefaultParamsWritable):
@@ -219,19 +252,22 @@ class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable
             F.lit(f"{prob}: expected probability vectors of size {k}, got size "), F.size(array).cast("string"))))
         inputs = dataset.withColumns({raw: F.col(prob), values: sized})
         p = [f"{sql_name(values)}[{i}]" for i in range(k)]
+        classes = self.calibrated_classes()
+        index = {i: f"{prob}__segment{i}" for i in classes if method == "isotonic"}
+        inputs = with_segment_search(inputs, {index[i]: (p[i], curves[str(i)]["boundaries"]) for i in index})
+        curve = {i: calibration_sql(p[i], method, curves[str(i)], sql_name(index[i]) if i in index else None)
+                 for i in classes}
         if k == 2:
-            p1 = calibration_sql(p[1], method, curves["1"])
-            out = inputs.withColumn(calibrated, F.expr(f"array(1D - ({p1}), {p1})"))
+            out = inputs.withColumn(calibrated, F.expr(f"array(1D - ({curve[1]}), {curve[1]})"))
         else:
-            curved = inputs.withColumn(calibrated, F.expr(
-                "array(" + ", ".join(calibration_sql(p[i], method, curves[str(i)]) for i in range(k)) + ")"))
+            curved = inputs.withColumn(calibrated, F.expr("array(" + ", ".join(curve[i] for i in range(k)) + ")"))
             c = [f"{sql_name(calibrated)}[{i}]" for i in range(k)]
             total = "(" + " + ".join(c) + ")"
             # renormalised to sum to one (every curve is >= FLOOR, so the total is > 0 or NaN)
             out = curved.withColumn(calibrated, F.expr(
                 f"CASE WHEN {total} > 0D OR isnan({total}) THEN array(" + ", ".join(f"{ci} / {total}" for ci in c)
                 + f") ELSE array_repeat({sql_double(1.0 / k)}, {k}) END"))
-        return out.withColumn(prob, array_to_vector(F.col(calibrated))).drop(values, calibrated)
+        return out.withColumn(prob, array_to_vector(F.col(calibrated))).drop(values, calibrated, *index.values())
 
 
 def reliability_table(predictions: DataFrame, label_col: str, probability_col: str,
