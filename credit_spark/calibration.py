@@ -119,8 +119,8 @@ def _segment_sql(p: str, boundaries: list[float], predictions: list[float], inde
     xs, ys = [float(b) for b in boundaries], [float(v) for v in predictions]
     if len(xs) == 1:
         return sql_double(ys[0])
-    slopes = [0.0 if xs[j + 1] == xs[j] else (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])   # a repeated
-              for j in range(len(xs) - 1)]                                  # boundary is never the largest x_j <= p
+    # a repeated boundary's zero-width segment is never the one found (its right end is as <= p)
+    slopes = [0.0 if xs[j + 1] == xs[j] else (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j]) for j in range(len(xs) - 1)]
     lookup = {name: "array(" + ", ".join(sql_double(v) for v in values[:len(xs) - 1]) + ")"
               for name, values in (("slope", slopes), ("x", xs), ("y", ys))}
     segment = (f"(get({lookup['slope']}, {index}) * ({p} - get({lookup['x']}, {index})) "
@@ -155,17 +155,19 @@ def with_segment_search(df: DataFrame, searches: dict[str, tuple[str, list[float
     log2(boundaries), not with their number: a tree of CASEs with a leaf per segment (the previous
     form) outgrew the JVM's 64 KB method limit with the ~thousands of boundaries an isotonic curve
     has when fitted on 2M validation rows (a model trained on 10M rows), and Spark fell back to
-    slower code with an error in the log. A step reads the previous one's column more than once,
-    so the optimizer keeps the steps as separate projections (it inlines only what is used once
-    or cheap) instead of nesting them into an expression that doubles per step."""
+    slower code with an error in the log. A step reads the previous one's column twice, so the
+    optimizer keeps the steps as separate projections (it inlines only what is used once or is
+    cheap). A filter on the calibrated probability, pushed below them, does substitute each step
+    into the next: its condition grows with 2^steps, i.e. with the number of boundaries, as the
+    tree did (a step that read its input three times grew it with boundaries^1.58)."""
     plans = {name: (p, *_search_steps(boundaries)) for name, (p, boundaries) in searches.items()}
     out = df.withColumns({name: F.lit(0) for name in plans})
     for depth in range(max((len(steps) for _, _, steps in plans.values()), default=0)):
         step = {}
         for name, (p, array, steps) in plans.items():
             if depth < len(steps):
-                probe = f"{sql_name(name)} + {steps[depth]}"
-                step[name] = F.expr(f"CASE WHEN get({array}, {probe}) <= {p} THEN {probe} ELSE {sql_name(name)} END")
+                lo = sql_name(name)
+                step[name] = F.expr(f"{lo} + {steps[depth]} * CAST(get({array}, {lo} + {steps[depth]}) <= {p} AS INT)")
         out = out.withColumns(step)
     return out
 

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
@@ -220,10 +221,11 @@ def _largest_generated_method(df) -> int:
 
 
 def test_a_curve_with_thousands_of_boundaries_matches_numpy_and_compiles_small(spark):
-    """Isotonic curves fitted on millions of validation rows have thousands of boundaries (steps
-    included: repeated boundaries); their generated code must compile, well within the JVM's 64 KB
-    per method (a tree of CASEs with a leaf per segment took 47 KB at 100 boundaries and did not
-    compile at 1000: Spark fell back to slower code with an error in the log)."""
+    """Isotonic curves fitted on millions of validation rows have hundreds to thousands of
+    boundaries (steps included: repeated boundaries); their generated code must compile, well
+    within the JVM's 64 KB per method (a tree of CASEs with a leaf per segment took 47 KB at 100
+    boundaries and did not compile at 1000: Spark fell back to slower code with an error in the
+    log)."""
     rng = np.random.default_rng(11)
     boundaries = np.sort(np.concatenate([rng.uniform(0.0, 1.0, 2500), np.repeat(rng.uniform(0.0, 1.0, 250), 2)]))
     predictions = np.sort(rng.uniform(0.0, 1.0, boundaries.size))
@@ -240,3 +242,28 @@ def test_a_curve_with_thousands_of_boundaries_matches_numpy_and_compiles_small(s
                                apply_calibration(np.array(vectors), "isotonic", curves, 3), rtol=0, atol=1e-15)
     largest = _largest_generated_method(out)
     assert 0 < largest < 32_768       # -1: a stage that did not compile
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 9, 10, 17, 50])
+def test_search_edges_to_the_last_bit_and_a_filter_on_the_result(spark, size):
+    """Searches of every depth up to a 10M-row model's (repeated boundaries first and last; p on,
+    between and one ulp beside each knot) equal numpy to the last bit, and a filter on the
+    calibrated probability, which the optimizer pushes below the search by substituting its
+    columns into the condition, keeps the right rows."""
+    xs = np.sort(np.random.default_rng(size).uniform(0.05, 0.95, size))
+    xs[1] = xs[0]                                     # steps at both ends (still sorted when size < 4)
+    xs[-2] = xs[-1]
+    ys = np.sort(np.random.default_rng(size + 1).uniform(0.0, 1.0, size))
+    curves = {"1": {"boundaries": xs.tolist(), "predictions": ys.tolist()}}
+    points = np.unique(np.concatenate([xs, np.nextafter(xs, 0.0), np.nextafter(xs, 1.0), (xs[1:] + xs[:-1]) / 2,
+                                       [0.0, 0.5, 1.0]]))
+    vectors = [[1.0 - p, p] for p in points]
+    rows = [(i, 0.0, Vectors.dense(v), 0.0) for i, v in enumerate(vectors)]
+    model = ProbabilityCalibratorModel(method="isotonic", numClasses=2,
+                                       state=json.dumps({"method": "isotonic", "curves": curves}))
+    out = model.transform(spark.createDataFrame(rows, SCHEMA))
+    expected = apply_calibration(np.array(vectors), "isotonic", curves, 2)
+    got = {r["id"]: r["probability"].toArray() for r in out.collect()}
+    np.testing.assert_array_equal(np.array([got[i] for i in range(len(vectors))]), expected)
+    kept = {r["id"] for r in out.where(vector_to_array("probability")[1] > 0.5).select("id").collect()}
+    assert kept == {i for i in range(len(vectors)) if expected[i, 1] > 0.5}
