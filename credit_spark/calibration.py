@@ -153,7 +153,7 @@ def with_segment_search(df: DataFrame, searches: dict[str, tuple[str, list[float
     boundaries (see :func:`_search_steps`), by an unrolled binary search with one projection per
     step. Each step is a small expression over one literal array, so the generated code grows with
     log2(boundaries), not with their number: a tree of CASEs with a leaf per segment (the previous
-    form) outgrew the JVM's 64 KB method limit with the ~thousands of boundaries an isotonic curve
+    form) outgrew the JVM's 64 KB method limit with the hundreds of boundaries an isotonic curve
     has when fitted on 2M validation rows (a model trained on 10M rows), and Spark fell back to
     slower code with an error in the log. A step reads the previous one's column twice, so the
     optimizer keeps the steps as separate projections (it inlines only what is used once or is
