@@ -24,7 +24,7 @@ calibrated value is 0).
 The model copies the input vector to ``rawProbabilityCol`` and overwrites ``probabilityCol``
 with built-in expressions written as SQL text (:func:`calibration_sql`): an isotonic curve finds
 each value's segment by an unrolled binary search over its boundaries (one small projection per
-step, :func:`with_segment_search`, so the generated code does not grow with the boundaries) and
+step, :func:`with_segment_search`, so the generated code grows with log2 of the boundaries) and
 applies ``np.interp``'s arithmetic, Platt is numpy's ``exp(-logaddexp(0, -z))``; the tests hold
 them to a numpy reference to 1e-15. (The previous Arrow ``pandas_udf`` cost ~16 s per 1M scored
 records in the night's pipeline, mostly in moving the wide rows to and from Python; these
@@ -119,7 +119,7 @@ def _segment_sql(p: str, boundaries: list[float], predictions: list[float], inde
     xs, ys = [float(b) for b in boundaries], [float(v) for v in predictions]
     if len(xs) == 1:
         return sql_double(ys[0])
-    # a repeated boundary's zero-width segment is never the one found (its right end is as <= p)
+    # a repeated boundary's zero-width segment is never the one found: the next one starts at the same x
     slopes = [0.0 if xs[j + 1] == xs[j] else (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j]) for j in range(len(xs) - 1)]
     lookup = {name: "array(" + ", ".join(sql_double(v) for v in values[:len(xs) - 1]) + ")"
               for name, values in (("slope", slopes), ("x", xs), ("y", ys))}
