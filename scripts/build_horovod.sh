@@ -56,7 +56,8 @@ if [ -z "$wheel" ]; then
   done
   echo "[horovod] C++17 for Horovod, C++$torch_std for its torch extension"
   # build-time helpers of horovod's setup.py (the build uses the installed torch, no isolation)
-  "$PYTHON" -m pip install -q cmake wheel setuptools cloudpickle psutil pyyaml packaging
+  # cmake < 4: CMake 4 removed FindPythonInterp, which Horovod's CMake files use to find Python (PY_EXE)
+  "$PYTHON" -m pip install -q "cmake>=3.18,<4" wheel setuptools cloudpickle psutil pyyaml packaging
   HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
   HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
     "$PYTHON" -m pip wheel -v --no-deps --no-build-isolation "$src" -w "$work/dist" > "$work/build.log" 2>&1 || {
