@@ -1,11 +1,12 @@
 """The traditional scorecard as a pyspark.ml Estimator/Model pair: binning -> WOE/IV -> LR -> points.
 
-Fitting is Spark-native: quantile bin edges come from one ``approxQuantile`` pass, the event
-counts per (feature, bin, class) from one ``groupBy`` (a table of features x bins x classes
-reaches the driver, never the data), and each logistic regression is fitted by MLlib on the
-WOE-encoded data. The fitted model keeps only small JSON params (edges, WOE tables,
-coefficients), so it saves and loads inside a ``PipelineModel``, and scoring is plain SQL
-expressions.
+Fitting is Spark-native: the numeric bin edges come from one aggregation pass
+(``histogram_numeric``: which features have few distinct values) and one ``approxQuantile`` pass
+(quantiles of the others), the event counts per (feature, bin, class) from one ``groupBy`` (a
+table of features x bins x classes reaches the driver, never the data), and each logistic
+regression is fitted by MLlib on the WOE-encoded data. The fitted model keeps only small JSON
+params (edges, WOE tables, coefficients), so it saves and loads inside a ``PipelineModel``, and
+scoring is plain SQL expressions.
 
 Definitions (per feature ``f`` and bin ``b``, "event" = the adverse class being modelled):
 
@@ -25,12 +26,38 @@ class probabilities normalised to sum to one; the **points** are those of the wo
 card (``adverse class vs rest``: e.g. "Poor vs not Poor"), so higher points = safer, as usual.
 Binary labels have a single card for the adverse (last) class.
 
-Binning (param ``binning``):
+Binning of a numeric feature (null/NaN is always the ``"missing"`` bin; a value ``v`` is in bin
+``i`` when ``edges[i-1] <= v < edges[i]``, bins ``"0".."len(edges)"``):
 
-* ``"quantile"`` (default): up to ``numBins`` bins per numeric feature, cut at approximate
-  quantiles; a value ``v`` is in bin ``i`` when ``edges[i-1] <= v < edges[i]``; null/NaN is the
-  ``"missing"`` bin.
-* ``"monotonic"``: the same quantile count table, then ``monotonic_merge`` pools adjacent
+* **at most ``numBins`` distinct values** (counts such as "times 90 days late"): one bin per
+  value, cut midway between neighbouring values (0, 1, 2, 3 -> edges 0.5, 1.5, 2.5). Quantile
+  edges cannot do this: with 95% zeros every decile is 0, so the feature was one bin with an IV
+  of 0 and was dropped, however strong the rest (41.6% bad above zero against 4.6% at zero);
+* **otherwise quantile bins**: edges at the approximate ``i / numBins`` quantiles (relative rank
+  error 0.001), deduplicated, except that a **dominant value**, one holding at least
+  ``1 / numBins`` of the non-missing rows (a whole bin's share, which quantiles cannot split),
+  gets a bin of its own: it is cut midway to the nearest training value on either side (no
+  lower cut at the minimum, no upper one at the maximum), the quantile edges in that span (the
+  value and its upper neighbour at most) give way, and the other edges stay, so the other
+  values keep their quantile bins (a dominant value that is a quantile edge adds one bin at
+  most). E.g. 55% zeros and 1..45 with ``numBins=5``: edges 0.5, 5, 25 instead of 0, 5, 25
+  (whose bin [0, 5) mixed the zeros with 1..4). A feature without a dominant value keeps
+  exactly its quantile edges.
+
+How, at the cost of one aggregation pass: which features have few distinct values is one
+aggregation over all numeric features (``few_distinct_values``: ``histogram_numeric`` with
+``numBins + 1`` centres, exact while the values fit; bounded memory, no shuffle); the quantiles
+of the others come from one ``approxQuantile`` pass. The count pass then bins finer than the
+final bins and records the smallest and largest value of each fine bin: a few-distinct feature
+is cut midway between its (histogram) values, a quantiled one at ``q`` and ``nextafter(q)`` for
+every quantile edge ``q``, so the fine bin ``[q, nextafter(q))`` holds exactly the rows equal to
+``q`` (a value with a bin's share spans a quantile step, so it is a quantile edge, up to the
+rank error). ``isolate_values`` reads the exact shares and neighbouring values from that table on
+the driver, places the cuts (midpoints of exact training values), and sums the fine bins into the
+final ones: no further pass. Categorical features get one bin per value. Then (param ``binning``):
+
+* ``"quantile"`` (default): the bins as above.
+* ``"monotonic"``: the same count table, then ``monotonic_merge`` pools adjacent
   non-missing bins on the driver (pool-adjacent-violators on the counts; no extra pass over the
   data) until the adverse class's (label ``numClasses - 1``) event rate is monotonic across the
   bins. The direction is the sign of the count-weighted covariance between bin index and the
@@ -50,6 +77,7 @@ shift otherwise), and the exact counts keep the WOE tables checkable by hand.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from fractions import Fraction
@@ -70,6 +98,8 @@ from credit_spark.sqltext import sql_double, sql_name, sql_string
 MISSING = "missing"
 SMOOTHING = 0.5
 BINNINGS = ("quantile", "monotonic")
+QUANTILE_ERROR = 0.001  # relative rank error of the approxQuantile pass
+SAME_VALUE_RTOL = 1e-9  # histogram centres this close are one value (a merge of equal values moves x by ulps)
 
 
 def _list_param(name: str, doc: str) -> Param:
@@ -77,11 +107,13 @@ def _list_param(name: str, doc: str) -> Param:
 
 
 class _ScorecardParams(HasLabelCol, HasProbabilityCol, HasPredictionCol):
-    numericCols = _list_param("numericCols", "numeric inputs, binned by quantiles")
+    numericCols = _list_param("numericCols", "numeric inputs: one bin per value when they have at most numBins "
+                              "distinct values, else quantile bins with a dominant value in a bin of its own")
     categoricalCols = _list_param("categoricalCols", "categorical inputs, one bin per value")
     numClasses = Param(Params._dummy(), "numClasses", "number of label classes (label = 0..k-1, k-1 worst)",
                        typeConverter=TypeConverters.toInt)
-    numBins = Param(Params._dummy(), "numBins", "quantile bins per numeric feature", typeConverter=TypeConverters.toInt)
+    numBins = Param(Params._dummy(), "numBins", "quantile bins per numeric feature; a feature with at most this many "
+                    "distinct values gets one bin per value", typeConverter=TypeConverters.toInt)
     minIV = Param(Params._dummy(), "minIV", "drop features whose information value is below this",
                   typeConverter=TypeConverters.toFloat)
     pdo = Param(Params._dummy(), "pdo", "points to double the odds", typeConverter=TypeConverters.toFloat)
@@ -175,6 +207,85 @@ def woe_iv(counts: dict[str, tuple[int, int]]) -> tuple[dict[str, float], float]
     return woe, iv
 
 
+def _non_missing(column: str) -> Column:
+    """The column as a double, NaN as null (both are the "missing" bin)."""
+    value = F.col(column).cast("double")
+    return F.when(~F.isnan(value), value)
+
+
+def cut_between(low: float, high: float) -> float:
+    """A cut point ``c`` with ``low < c <= high`` (bins are ``[c_prev, c)``): the midpoint, or ``high``
+    where no double lies strictly between (adjacent doubles, an infinite end)."""
+    mid = low / 2 + high / 2
+    return mid if low < mid <= high else high
+
+
+def few_distinct_values(dataset: DataFrame, columns: list[str], limit: int) -> dict[str, list[float] | None]:
+    """Each numeric column's distinct non-missing values, sorted, when it has at most ``limit`` of them;
+    None when it has more. One aggregation pass for all columns, no shuffle.
+
+    ``histogram_numeric`` with ``limit + 1`` centres keeps one centre per distinct value until it
+    sees more distinct values than centres, and only then merges the two closest centres into a
+    weighted average (Ben-Haim & Tom-Tov; memory bounded by the centres per partition). So at most
+    ``limit`` distinct values come back as themselves, and more come back as ``limit + 1`` centres
+    (never fewer: a histogram that had to average stays full, as ``trim`` pools equal centres
+    before any others). Merging partial histograms pools equal centres, whose weighted average can
+    move by a few ulps: centres within ``SAME_VALUE_RTOL`` are one value. So the values are exact
+    to a few ulps, which is all the fit needs (it cuts midway between them and takes the exact
+    values from the count table; should averaged centres ever pass for values, the bins they cut
+    stay valid, just not one value each).
+    """
+    row = dataset.agg(*[F.histogram_numeric(_non_missing(c), F.lit(limit + 1)).alias(f"_h{i}")
+                        for i, c in enumerate(columns)]).first()
+    found: dict[str, list[float] | None] = {}
+    for i, column in enumerate(columns):
+        values: list[float] = []
+        for x in sorted(float(b["x"]) for b in (row[i] or []) if b["y"] > 0):
+            if not (values and math.isclose(x, values[-1], rel_tol=SAME_VALUE_RTOL)):
+                values.append(x)
+        found[column] = values if len(values) <= limit else None
+    return found
+
+
+def isolate_values(edges: list[float], counts_by_bin: dict[str, dict[int, int]],
+                   ranges: dict[str, tuple[float, float]], min_share: Fraction
+                   ) -> tuple[list[float], dict[str, dict[int, int]]]:
+    """Give each dominant value a bin of its own; the other bins keep ``edges``.
+
+    ``counts_by_bin`` is {bin: {class: count}} of a finer binning of the feature (its bins "0".."m"
+    in value order, plus an optional "missing", copied unchanged) and ``ranges`` is
+    {bin: (min, max)} of the training values in each of its non-empty bins. A fine bin that holds
+    a single value ``v`` (min == max) with at least ``min_share`` of the non-missing rows is
+    isolated: its bin becomes [cut between the largest training value below v and v, cut between
+    v and the smallest above), without the lower cut when v is the minimum and without the upper
+    one when it is the maximum (``cut_between``: midpoints). The ``edges`` inside that span (there
+    v itself and its upper neighbour at most, when they are quantile edges) go, so no bin is left
+    empty and no training row changes side of any other edge. Returns the new edges and the
+    counts summed over the new bins "0".."n" (each fine bin lies in one of them). Pure, exact.
+    """
+    cells = sorted(((int(key), *ranges[key]) for key in ranges if key != MISSING))
+    sizes = [sum(counts_by_bin.get(str(key), {}).values()) for key, _, _ in cells]
+    total = sum(sizes)
+    kept, cuts = list(edges), set()
+    for j, ((_, low, high), size) in enumerate(zip(cells, sizes)):
+        if low != high or Fraction(size, total) < min_share:
+            continue
+        below = cells[j - 1][2] if j > 0 else None
+        above = cells[j + 1][1] if j + 1 < len(cells) else None
+        kept = [e for e in kept if (below is not None and e <= below) or (above is not None and e > above)]
+        cuts |= {cut_between(below, low)} if below is not None else set()
+        cuts |= {cut_between(low, above)} if above is not None else set()
+    new_edges = sorted(set(kept) | cuts)
+    counts: dict[str, dict[int, int]] = {}
+    for key, low, _ in cells:
+        merged = counts.setdefault(str(bisect.bisect_right(new_edges, low)), {})
+        for y, n in counts_by_bin.get(str(key), {}).items():
+            merged[y] = merged.get(y, 0) + n
+    if MISSING in counts_by_bin:
+        counts[MISSING] = dict(counts_by_bin[MISSING])
+    return new_edges, counts
+
+
 def monotonic_merge(edges: list[float], counts_by_bin: dict[str, dict[int, int]],
                     adverse: int) -> tuple[list[float], dict[str, dict[int, int]]]:
     """Pool adjacent numeric bins until the adverse class's event rate is monotonic.
@@ -255,20 +366,45 @@ class Scorecard(Estimator, _ScorecardParams, HasWeightCol, DefaultParamsReadable
         numeric, categorical = self.getOrDefault("numericCols"), self.getOrDefault("categoricalCols")
         label = self.getOrDefault("labelCol")
         k = self.getOrDefault("numBins")
-        edges: dict[str, list[float] | None] = {c: None for c in categorical}
-        if numeric:
-            quantiles = dataset.approxQuantile(numeric, [i / k for i in range(1, k)], 0.001)
-            edges.update({c: sorted(set(q)) for c, q in zip(numeric, quantiles)})
+        # numeric binning plan: the edges kept unless a value is isolated, the finer edges the count
+        # pass uses, and the share that isolates a single-valued fine bin (see "Binning" above)
+        base: dict[str, list[float]] = {}
+        fine: dict[str, list[float] | None] = {c: None for c in categorical}
+        min_share: dict[str, Fraction] = {}
+        distinct = few_distinct_values(dataset, numeric, k) if numeric else {}
+        for c, values in distinct.items():
+            if values is not None:  # one bin per value
+                base[c] = fine[c] = [cut_between(a, b) for a, b in zip(values, values[1:])]
+                min_share[c] = Fraction(0)
+        quantiled = [c for c in numeric if distinct[c] is None]
+        if quantiled:
+            quantiles = dataset.approxQuantile(quantiled, [i / k for i in range(1, k)], QUANTILE_ERROR)
+            for c, q in zip(quantiled, quantiles):
+                base[c] = sorted(set(q))
+                # [q, nextafter(q)) holds exactly the rows equal to q: its count is q's share
+                fine[c] = sorted(set(base[c]) | {math.nextafter(e, math.inf) for e in base[c]})
+                min_share[c] = Fraction(1, k)
         features = [*numeric, *categorical]
 
-        # one pass: counts per (feature, bin, class)
-        pairs = F.explode(F.array(*[F.struct(F.lit(f).alias("feature"), bin_key(f, edges[f]).alias("bin"))
+        # one pass: counts per (feature, fine bin, class), with each numeric fine bin's value range
+        pairs = F.explode(F.array(*[F.struct(F.lit(f).alias("feature"), bin_key(f, fine[f]).alias("bin"),
+                                             (_non_missing(f) if f in base else F.lit(None).cast("double"))
+                                             .alias("v"))
                                     for f in features]))
         rows = (dataset.select(F.col(label).cast("int").alias("y"), pairs.alias("p"))
-                .groupBy("p.feature", "p.bin", "y").count().collect())
+                .groupBy("p.feature", "p.bin", "y")
+                .agg(F.count(F.lit(1)).alias("count"), F.min("p.v").alias("low"), F.max("p.v").alias("high"))
+                .collect())
         table: dict[str, dict[str, dict[int, int]]] = {}
+        ranges: dict[str, dict[str, tuple[float, float]]] = {}
         for r in rows:
             table.setdefault(r["feature"], {}).setdefault(r["bin"], {})[r["y"]] = int(r["count"])
+            if r["feature"] in base and r["bin"] != MISSING:
+                low, high = ranges.setdefault(r["feature"], {}).get(r["bin"], (r["low"], r["high"]))
+                ranges[r["feature"]][r["bin"]] = (min(low, r["low"]), max(high, r["high"]))
+        edges: dict[str, list[float] | None] = {c: None for c in categorical}
+        for f in numeric:
+            edges[f], table[f] = isolate_values(base[f], table.get(f, {}), ranges.get(f, {}), min_share[f])
         if self.getOrDefault("binning") == "monotonic":
             adverse = self.getOrDefault("numClasses") - 1
             for f in numeric:

@@ -1,5 +1,6 @@
 import math
 import re
+from fractions import Fraction
 
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
@@ -7,7 +8,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.scorecard import Scorecard, ScorecardModel, monotonic_merge, woe_iv
+from credit_spark.scorecard import (Scorecard, ScorecardModel, cut_between, few_distinct_values, isolate_values,
+                                    monotonic_merge, woe_iv)
 
 
 def test_woe_and_iv_by_hand():
@@ -161,3 +163,97 @@ def test_weights_move_the_regression_not_the_woe(spark):
     assert p_weighted > p_plain + 0.1
     assert ([(r["feature"], r["bin"], r["woe"], r["iv"]) for r in weighted.scorecard_table()]
             == [(r["feature"], r["bin"], r["woe"], r["iv"]) for r in plain.scorecard_table()])
+
+
+def test_cut_between_is_a_midpoint_strictly_above_the_lower_value():
+    assert (cut_between(0.0, 1.0), cut_between(2.0, 3.0), cut_between(-1.0, 2.0)) == (0.5, 2.5, 0.5)
+    assert cut_between(1.0, math.nextafter(1.0, 2.0)) == math.nextafter(1.0, 2.0)  # nothing lies between
+    assert cut_between(-math.inf, 0.0) == 0.0 and cut_between(0.0, math.inf) == math.inf
+
+
+def test_isolate_values_by_hand():
+    # fine bins of the quantile edges 0 and 10 (edges 0, nextafter(0), 10, nextafter(10)): below 0,
+    # exactly 0, between, exactly 10, above; zero holds 52 of 100 rows, ten holds 6
+    counts = {"0": {0: 5, 1: 1}, "1": {0: 50, 1: 2}, "2": {0: 10, 1: 10}, "3": {0: 3, 1: 3}, "4": {0: 8, 1: 8},
+              "missing": {0: 1, 1: 1}}
+    ranges = {"0": (-3.0, -1.0), "1": (0.0, 0.0), "2": (2.0, 7.0), "3": (10.0, 10.0), "4": (12.0, 40.0)}
+    # share 1/5: zero is cut midway to its neighbours -1 and 2 (the edge 0 goes), ten keeps its edge
+    assert isolate_values([0.0, 10.0], counts, ranges, Fraction(1, 5)) == (
+        [-0.5, 1.0, 10.0], {"0": {0: 5, 1: 1}, "1": {0: 50, 1: 2}, "2": {0: 10, 1: 10}, "3": {0: 11, 1: 11},
+                            "missing": {0: 1, 1: 1}})
+    # share 1/20: ten too (6 rows); its upper cut is midway to 12
+    assert isolate_values([0.0, 10.0], counts, ranges, Fraction(1, 20))[0] == [-0.5, 1.0, 8.5, 11.0]
+    # quantile edges 0 and 1 of a zero-inflated count (0: 60 rows, 1: 10, 2..9: 30): zero is the
+    # minimum (no lower cut) and its upper neighbour 1 is an edge: both edges give way to 0.5
+    counts = {"1": {0: 57, 1: 3}, "3": {0: 7, 1: 3}, "4": {0: 16, 1: 14}}
+    ranges = {"1": (0.0, 0.0), "3": (1.0, 1.0), "4": (2.0, 9.0)}
+    assert isolate_values([0.0, 1.0], counts, ranges, Fraction(1, 5)) == (
+        [0.5], {"0": {0: 57, 1: 3}, "1": {0: 23, 1: 17}})
+    assert isolate_values([0.0, 1.0], counts, ranges, Fraction(1, 10)) == (
+        [0.5, 1.5], {"0": {0: 57, 1: 3}, "1": {0: 7, 1: 3}, "2": {0: 16, 1: 14}})
+    # share 0 (few distinct values): every value alone, cut midway between the exact values, whatever
+    # the approximate cuts the count pass used; no value is isolated without a single-valued bin
+    exact = {"0": {0: 4}, "1": {1: 4}, "2": {0: 1, 1: 1}}
+    assert isolate_values([0.5000000000000001, 2.0], exact, {"0": (0.0, 0.0), "1": (1.0, 1.0), "2": (3.0, 3.0)},
+                          Fraction(0)) == ([0.5, 2.0], exact)
+    assert isolate_values([0.5], {"0": {0: 4}, "1": {1: 4}}, {"0": (0.0, 0.0), "1": (1.0, 3.0)},
+                          Fraction(1, 10)) == ([0.5], {"0": {0: 4}, "1": {1: 4}})
+    assert isolate_values([7.0], {"1": {0: 3}}, {"1": (7.0, 7.0)}, Fraction(1, 2)) == ([], {"0": {0: 3}})
+
+
+def test_few_distinct_values_are_exact_up_to_the_limit(spark):
+    rows = ([(0, 0.25)] * 30 + [(1, 0.5)] * 3 + [(2, float("nan"))] * 30 + [(5, None)] * 2 + [(None, 0.5)])
+    df = spark.createDataFrame(rows, "n int, r double")
+    assert few_distinct_values(df, ["n", "r"], 4) == {"n": [0.0, 1.0, 2.0, 5.0], "r": [0.25, 0.5]}
+    # one more value than the limit: None (the histogram has limit + 1 centres, so it cannot
+    # average 4 values into 3 and pass them off as exact); null and NaN are no value
+    assert few_distinct_values(df, ["n", "r"], 3) == {"n": None, "r": [0.25, 0.5]}
+    assert few_distinct_values(df, ["r"], 1) == {"r": None}
+
+
+def test_few_distinct_integer_values_get_one_bin_each(spark):
+    # 0 and 2 hold 30 rows each, 1 and 5 a few: the quartiles are 0, 2, 2, so quantile edges would
+    # put 1 in the bin of 0 and 5 in the bin of 2; four values <= numBins = 4: one bin each
+    rows = [(0, 0)] * 30 + [(1, 1)] * 3 + [(2, 0)] * 30 + [(5, 1)] * 2 + [(None, 0)]
+    df = spark.createDataFrame(rows, "n int, label int")
+    model = Scorecard(numericCols=["n"], numBins=4, minIV=0.0).fit(df)
+    assert model.bin_edges() == {"n": [0.5, 1.5, 3.5]}
+    assert [r["bin"] for r in model.scorecard_table()] == [
+        "[-inf, 0.5)", "[0.5, 1.5)", "[1.5, 3.5)", "[3.5, +inf)", "missing"]
+    assert model.iv_table()[0]["iv"] == pytest.approx(
+        woe_iv({"0": (30, 0), "1": (0, 3), "2": (30, 0), "3": (0, 2), "missing": (1, 0)})[1])
+
+
+def test_zero_inflated_count_keeps_its_signal(spark):
+    # "times 90 days late": 95% zeros with a bad rate of 17/380 (4.5%), 40% bad above zero. Every
+    # decile is 0, so quantile edges were [0.0]: one bin, an IV of ~0, the feature dropped.
+    # Four distinct values: one bin each, zero on its own
+    rows = ([(0, 1)] * 17 + [(0, 0)] * 363 + [(1, 1)] * 3 + [(1, 0)] * 7 + [(2, 1)] * 3 + [(2, 0)] * 3
+            + [(3, 1)] * 2 + [(3, 0)] * 2)
+    df = spark.createDataFrame(rows, "late_90 int, label int")
+    model = Scorecard(numericCols=["late_90"], numBins=10, minIV=0.1).fit(df)
+    assert model.bin_edges() == {"late_90": [0.5, 1.5, 2.5]}
+    table = {r["bin"]: r for r in model.scorecard_table()}
+    assert list(table) == ["[-inf, 0.5)", "[0.5, 1.5)", "[1.5, 2.5)", "[2.5, +inf)"]
+    # zero bin: 363 good / 17 bad; 4 bins -> smoothed totals 375 + 2 and 25 + 2
+    assert table["[-inf, 0.5)"]["woe"] == pytest.approx(math.log((363.5 / 377) / (17.5 / 27)))
+    iv = woe_iv({"0": (363, 17), "1": (7, 3), "2": (3, 3), "3": (2, 2)})[1]
+    assert iv > 0.1 and model.iv_table() == [{"feature": "late_90", "iv": pytest.approx(iv), "kept": True}]
+
+
+def test_a_dominant_value_gets_its_own_bin_and_the_rest_keeps_quantiles(spark):
+    # balance overdue: 55 zeros (3 bad), then 1..45 once each (bad when even or above 30); y: 0..99
+    rows = ([(0.0, float(i), int(i < 3)) for i in range(55)]
+            + [(float(v), float(54 + v), int(v % 2 == 0 or v > 30)) for v in range(1, 46)])
+    df = spark.createDataFrame(rows, "overdue double, y double, label int")
+    model = Scorecard(numericCols=["overdue", "y"], numBins=5, minIV=0.0).fit(df)
+    # quintile edges of overdue: 0, 0, 5, 25 (the 60th and 80th values); zero holds 55% >= 1/5, so
+    # it is cut midway to its upper neighbour 1 (it is the minimum: no lower cut), 5 and 25 stay
+    assert model.bin_edges()["overdue"] == [0.5, 5.0, 25.0]
+    # y has 100 distinct values, none dominant: exactly the quantile edges
+    assert model.bin_edges()["y"] == sorted(set(df.approxQuantile("y", [0.2, 0.4, 0.6, 0.8], 0.001)))
+    assert len(model.bin_edges()["y"]) == 4
+    # counts per bin: 0 -> 52 good / 3 bad; 1..4 -> 2 / 2; 5..24 -> 10 / 10; 25..45 -> 3 / 18
+    iv = {r["feature"]: r["iv"] for r in model.iv_table()}
+    assert iv["overdue"] == pytest.approx(woe_iv({"0": (52, 3), "1": (2, 2), "2": (10, 10), "3": (3, 18)})[1])
+    assert iv["overdue"] > 0.1
