@@ -8,14 +8,15 @@ classifier and appended as the last stage of that classifier's ``PipelineModel``
     calibrator = ProbabilityCalibrator(method="isotonic", numClasses=3).fit(preds)
     served = PipelineModel(stages=[*classifier_model.stages, calibrator])
 
-Methods (fitted per calibrated class with MLlib, so the data never reaches the driver; only the
+Methods (fitted per calibrated class in Spark, so the data never reaches the driver; only the
 fitted curves do, and they live as JSON in the model's ``state`` param):
 
 * ``isotonic``: ``pyspark.ml.regression.IsotonicRegression`` of ``label == k`` on ``p_k``; the
   boundaries and predictions are kept and applied with linear interpolation between boundaries,
   clamped outside their range (``np.interp`` semantics, as MLlib predicts);
-* ``platt``: a binomial MLlib ``LogisticRegression`` of ``label == k`` on the single feature
-  ``logit(clip(p_k, 1e-6, 1 - 1e-6))``; applied as ``sigmoid(slope * logit(p) + intercept)``.
+* ``platt``: the maximum-likelihood logistic regression of ``label == k`` on the single feature
+  ``logit(clip(p_k, 1e-6, 1 - 1e-6))`` (:func:`fit_platt`: one aggregation into fine buckets of
+  the logit, Newton's method on the driver); applied as ``sigmoid(slope * logit(p) + intercept)``.
 
 Binary models calibrate ``p(class 1)`` only and set ``p(class 0) = 1 - p1``. Multiclass models
 calibrate each class one-vs-rest and renormalise the vector to sum to one (uniform when every
@@ -39,9 +40,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
-from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasLabelCol, HasProbabilityCol
@@ -193,12 +195,13 @@ class ProbabilityCalibrator(Estimator, _CalibratorParams, DefaultParamsReadable,
         classes = self.calibrated_classes()
         probs = vector_to_array(F.col(self.getOrDefault("probabilityCol")))
         label = F.col(self.getOrDefault("labelCol")).cast("double")
+        if method == "platt":
+            curves = {str(k): curve for k, curve in fit_platt(dataset, probs, label, classes).items()}
+            model = ProbabilityCalibratorModel(state=json.dumps({"method": method, "curves": curves}))
+            return self._copyValues(model)
         cols = []
         for k in classes:
             p = F.element_at(probs, k + 1)
-            if method == "platt":
-                clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1.0 - EPS))
-                p = array_to_vector(F.array(F.log(clipped) - F.log(F.lit(1.0) - clipped)))
             cols += [p.alias(f"x{k}"), (label == float(k)).cast("double").alias(f"y{k}")]
         prepared = dataset.select(*cols)
         if len(classes) > 1:
@@ -206,19 +209,75 @@ class ProbabilityCalibrator(Estimator, _CalibratorParams, DefaultParamsReadable,
         try:
             curves = {}
             for k in classes:
-                if method == "isotonic":
-                    fitted = IsotonicRegression(featuresCol=f"x{k}", labelCol=f"y{k}", isotonic=True).fit(prepared)
-                    curves[str(k)] = {"boundaries": [float(b) for b in fitted.boundaries],
-                                      "predictions": [float(v) for v in fitted.predictions]}
-                else:
-                    fitted = LogisticRegression(featuresCol=f"x{k}", labelCol=f"y{k}", family="binomial",
-                                                regParam=0.0, maxIter=100).fit(prepared)
-                    curves[str(k)] = {"slope": float(fitted.coefficients[0]), "intercept": float(fitted.intercept)}
+                fitted = IsotonicRegression(featuresCol=f"x{k}", labelCol=f"y{k}", isotonic=True).fit(prepared)
+                curves[str(k)] = {"boundaries": [float(b) for b in fitted.boundaries],
+                                  "predictions": [float(v) for v in fitted.predictions]}
         finally:
             if len(classes) > 1:
                 prepared.unpersist()
         model = ProbabilityCalibratorModel(state=json.dumps({"method": method, "curves": curves}))
         return self._copyValues(model)
+
+
+#: Platt's input, logit(p) of p clipped to [EPS, 1 - EPS], is summarised in this many equal-width
+#: buckets (width ~0.007 in logit units); each bucket keeps its rows' exact mean logit
+PLATT_BUCKETS = 4096
+
+
+def fit_platt(dataset: DataFrame, probs, label, classes: list[int], iterations: int = 100) -> dict[int, dict]:
+    """Per class ``k``: the maximum-likelihood ``slope, intercept`` of ``P(label == k) =
+    sigmoid(slope * logit(p_k) + intercept)``. One aggregation for every class (rows, events and
+    the sum of logit(p_k) per bucket of logit(p_k): at most classes x PLATT_BUCKETS small rows reach
+    the driver), then Newton's method on the driver over the buckets' mean logits. An MLlib
+    logistic regression per class took up to 100 Spark jobs each (L-BFGS iterations); this is one.
+    Exact when a bucket's rows share one logit; otherwise within the bucket's width."""
+    limit = math.log((1.0 - EPS) / EPS)
+    parts = []
+    for k in classes:
+        p = F.element_at(probs, k + 1)
+        clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1.0 - EPS))
+        x = F.log(clipped) - F.log1p(-clipped)
+        bucket = F.least(F.floor((x + limit) / (2 * limit) * PLATT_BUCKETS), F.lit(PLATT_BUCKETS - 1)).cast("int")
+        valid = x.isNotNull() & ~F.isnan(x) & label.isNotNull()
+        parts.append(F.when(valid, F.struct(F.lit(k).alias("k"), bucket.alias("b"), x.alias("x"),
+                                            (label == float(k)).cast("double").alias("y"))))
+    rows = (dataset.select(F.explode(F.array(*parts)).alias("c")).where(F.col("c").isNotNull())
+            .groupBy("c.k", "c.b").agg(F.count(F.lit(1)).alias("n"), F.sum("c.y").alias("events"),
+                                       F.sum("c.x").alias("sum_x"))
+            .collect())
+    curves = {}
+    for k in classes:
+        mine = [r for r in rows if r["k"] == k]
+        n = np.array([r["n"] for r in mine], dtype=float)
+        if n.sum() == 0:
+            raise ValueError(f"no probability of class {k} to calibrate")
+        events = np.array([r["events"] for r in mine], dtype=float)
+        x = np.array([r["sum_x"] for r in mine], dtype=float) / n
+        def log_likelihood(a: float, b: float) -> float:
+            z = a * x + b
+            return float(np.dot(events, -np.logaddexp(0.0, -z)) + np.dot(n - events, -np.logaddexp(0.0, z)))
+
+        # Newton from the constant model (slope 0, the base rate), each step halved until the
+        # likelihood does not fall (a full step can overshoot where the buckets are nearly separable)
+        rate = min(max(events.sum() / n.sum(), 1e-9), 1 - 1e-9)
+        slope, intercept = 0.0, math.log(rate / (1 - rate))
+        current = log_likelihood(slope, intercept)
+        for _ in range(iterations):
+            q = 1.0 / (1.0 + np.exp(-(slope * x + intercept)))
+            residual, weight = events - n * q, n * q * (1.0 - q) + 1e-12
+            gradient = np.array([np.dot(residual, x), residual.sum()])
+            hessian = np.array([[np.dot(weight, x * x), np.dot(weight, x)], [np.dot(weight, x), weight.sum()]])
+            step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
+            for _ in range(30):
+                candidate = log_likelihood(slope + step[0], intercept + step[1])
+                if candidate >= current - 1e-12:
+                    break
+                step = step / 2
+            slope, intercept, current = slope + step[0], intercept + step[1], candidate
+            if np.abs(step).max() < 1e-10:
+                break
+        curves[k] = {"slope": float(slope), "intercept": float(intercept)}
+    return curves
 
 
 class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable, DefaultParamsWritable):

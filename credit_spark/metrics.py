@@ -44,7 +44,7 @@ class ModelMetrics:
     log_loss: float = float("nan")
     brier: float = float("nan")
     ece: float = float("nan")
-    #: ece / brier / log_loss of the probabilities before calibration (when a calibrator ran)
+    #: ece / brier / log_loss / auc of the probabilities before calibration (when a calibrator ran)
     uncalibrated: dict[str, float] = field(default_factory=dict)
     #: reliability tables (bin, n, confidence, accuracy): "after" = the model's output, "before" = raw
     reliability: dict[str, list[dict]] = field(default_factory=dict)
@@ -159,6 +159,18 @@ def _probability_quality(df: DataFrame, probability_col: str) -> tuple[float, fl
     return float(losses["log_loss"]), float(losses["brier"]), table, expected_calibration_error(table)
 
 
+def _class_histograms(df: DataFrame, probability_col: str, k: int) -> list[list[list[int]]]:
+    """counts[c][y][b]: rows of true class ``y`` whose probability of class ``c`` falls in bucket ``b``."""
+    p = vector_to_array(F.col(probability_col))
+    buckets = F.explode(F.transform(p, lambda x, i: F.struct(
+        i.alias("cls"), F.least(F.floor(x * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int").alias("b"))))
+    hist = df.select("y", buckets.alias("h")).groupBy("h.cls", "h.b", "y").count().collect()
+    counts = [[[0] * HISTOGRAM_BINS for _ in range(k)] for _ in range(k)]
+    for r in hist:
+        counts[r["cls"]][r["y"]][r["b"]] += int(r["count"])
+    return counts
+
+
 def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probability_col: str = "probability",
              prediction_col: str = "prediction", raw_probability_col: str | None = None) -> ModelMetrics:
     """Every test-set metric of one model, from a handful of small aggregations.
@@ -184,14 +196,12 @@ def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probabi
         uncalibrated = {"ece": raw_ece, "brier": raw_brier, "log_loss": raw_loss}
         reliability_tables["before"] = raw_table
 
-    p = vector_to_array(F.col(probability_col))
-    buckets = F.explode(F.transform(p, lambda x, i: F.struct(
-        i.alias("cls"), F.least(F.floor(x * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int").alias("b"))))
-    hist = df.select("y", buckets.alias("h")).groupBy("h.cls", "h.b", "y").count().collect()
-    # counts[c][y][b]: rows of true class y whose probability of class c falls in bucket b
-    counts = [[[0] * HISTOGRAM_BINS for _ in range(k)] for _ in range(k)]
-    for r in hist:
-        counts[r["cls"]][r["y"]][r["b"]] += int(r["count"])
+    counts = _class_histograms(df, probability_col, k)
+    if raw_probability_col:   # does calibration cost ranking? (isotonic steps tie scores)
+        raw_counts = _class_histograms(df, raw_probability_col, k)
+        raw_aucs = [roc_from_histogram(raw_counts[c][c], [sum(raw_counts[c][y][b] for y in range(k) if y != c)
+                                                          for b in range(HISTOGRAM_BINS)])[0] for c in range(k)]
+        uncalibrated["auc"] = raw_aucs[-1] if k == 2 else sum(raw_aucs) / k
     per_class = base["per_class"]
     aucs, kss, roc = [], [], {}
     for c, name in enumerate(classes):

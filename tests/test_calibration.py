@@ -267,3 +267,43 @@ def test_search_edges_to_the_last_bit_and_a_filter_on_the_result(spark, size):
     np.testing.assert_array_equal(np.array([got[i] for i in range(len(vectors))]), expected)
     kept = {r["id"] for r in out.where(vector_to_array("probability")[1] > 0.5).select("id").collect()}
     assert kept == {i for i in range(len(vectors)) if expected[i, 1] > 0.5}
+
+
+# --------------------------------------------------------------------------- choosing the method
+def _squashed(spark, n=400, seed=11):
+    """Binary scores that rank well but are squashed towards 0.5: P(bad) = 0.45 + 0.1 * sigmoid(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-3 * z))).astype(float)
+    p1 = 0.45 + 0.1 / (1 + np.exp(-z))
+    rows = [(i, float(y[i]), Vectors.dense([1 - p1[i], p1[i]]), float(p1[i] > 0.5)) for i in range(n)]
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def test_auto_calibration_is_chosen_on_held_out_halves(spark):
+    from pyspark.sql import functions as F
+
+    from credit_spark.config import CalibrationSettings
+    from credit_spark.tuning import choose_calibration
+
+    df = _squashed(spark)
+    choice = choose_calibration(df, ["good", "bad"], "label", F.col("id") % 2, CalibrationSettings(method="auto"))
+    table = choice.candidates
+    assert set(table) == {"none", "isotonic", "platt"}
+    # the squashed scores have a poor log-loss; both calibrators fix most of it on rows they did not see
+    assert table["none"]["log_loss"] > table["platt"]["log_loss"] + 0.05
+    # Platt is monotone: the binary ranking is kept exactly, so the AUC is the uncalibrated one
+    assert table["platt"]["auc"] == pytest.approx(table["none"]["auc"], abs=2e-3)
+    eligible = [m for m in table if m == "none" or table[m]["auc"] >= table["none"]["auc"] - 0.002]
+    assert choice.method == min(eligible, key=lambda m: table[m]["log_loss"]) and choice.method != "none"
+
+
+def test_fixed_calibration_method_is_not_searched(spark):
+    from pyspark.sql import functions as F
+
+    from credit_spark.config import CalibrationSettings
+    from credit_spark.tuning import choose_calibration
+
+    choice = choose_calibration(_squashed(spark, n=50), ["good", "bad"], "label", F.col("id") % 2,
+                                CalibrationSettings(method="isotonic"))
+    assert choice.method == "isotonic" and choice.candidates == {}
