@@ -32,6 +32,9 @@ setup(
         "mlflow>=3.5,<4",
         # PNG plots of the training report
         "matplotlib>=3.8",
+        # gradient-boosted trees for any number of classes (xgboost.spark, which needs scikit-learn)
+        "xgboost>=3.0,<4",
+        "scikit-learn>=1.4",
     ],
     extras_require={
         "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],

@@ -60,6 +60,63 @@ def classifier(name: str, settings: TrainSettings, num_classes: int, weighted: b
     raise ValueError(f"unknown algorithm {name!r}")  # config validation stops this earlier
 
 
+#: the most XGBoost workers "auto" asks for (each is one Spark task holding a slice of the data)
+MAX_XGBOOST_WORKERS = 32
+XGBOOST_HELP = "install it with `pip install 'xgboost>=3.0,<4'` (a dependency of credit_spark since 0.2)"
+
+
+def require_xgboost() -> None:
+    """Stop before any work when algorithm ``xgboost`` is chosen but cannot be imported."""
+    from credit_spark.errors import ConfigError
+
+    try:
+        import xgboost.spark  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"train.algorithms includes xgboost but it cannot be imported ({exc}): {XGBOOST_HELP}") \
+            from exc
+
+
+def spark_schedules_gpus(spark, key: str = "spark.task.resource.gpu.amount") -> bool:
+    """True when Spark gives each task (or the driver, by ``key``) at least one GPU."""
+    return float(spark.conf.get(key, "0") or 0) >= 1
+
+
+def xgboost_workers(setting, spark) -> int:
+    """``num_workers``: the configured count, or the executors' task slots for "auto"."""
+    if setting != "auto":
+        return int(setting)
+    return max(1, min(MAX_XGBOOST_WORKERS, spark.sparkContext.defaultParallelism))
+
+
+def xgboost_pipeline(spec: DatasetSpec, settings: TrainSettings, num_classes: int, weighted: bool) -> Pipeline:
+    """Category indexing/one-hot and assembling, then ``SparkXGBClassifier``. No imputation and no
+    scaling: the trees split on raw values and learn where a missing value goes (``missing`` = NaN,
+    which the assembler writes for a null)."""
+    from pyspark.sql import SparkSession
+    from xgboost.spark import SparkXGBClassifier
+
+    s = settings.xgboost
+    spark = SparkSession.active()
+    numeric, categorical = numeric_features(spec), categorical_features(spec)
+    indexed = [f"{c}__index" for c in categorical]
+    encoded = [f"{c}__onehot" for c in categorical]
+    stages = []
+    if categorical:
+        stages += [StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep",
+                                 stringOrderType="frequencyDesc"),
+                   OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep")]
+    stages.append(VectorAssembler(inputCols=numeric + encoded, outputCol=FEATURES_RAW, handleInvalid="keep"))
+    device = s.device if s.device != "auto" else ("cuda" if spark_schedules_gpus(spark) else "cpu")
+    booster = SparkXGBClassifier(
+        features_col=FEATURES_RAW, label_col=LABEL_INDEX, weight_col=CLASS_WEIGHT if weighted else None,
+        num_workers=xgboost_workers(s.num_workers, spark), device=device, n_estimators=s.n_estimators,
+        early_stopping_rounds=s.early_stopping_rounds, eval_metric="mlogloss" if num_classes > 2 else "logloss",
+        max_depth=s.max_depth, learning_rate=s.learning_rate, min_child_weight=s.min_child_weight,
+        subsample=s.subsample, colsample_bytree=s.colsample_bytree, reg_lambda=s.reg_lambda,
+        random_state=s.seed, verbosity=0, verbose=False)
+    return Pipeline(stages=[*stages, booster])
+
+
 def scorecard_estimator(spec: DatasetSpec, settings: TrainSettings, weighted: bool) -> Scorecard:
     s = settings.scorecard
     return Scorecard(numericCols=numeric_features(spec), categoricalCols=categorical_features(spec),
@@ -91,6 +148,8 @@ def build_pipeline(spec: DatasetSpec, algorithm: str, settings: TrainSettings, w
     weighted = settings.class_weight == "balanced"
     if algorithm == "scorecard":
         return Pipeline(stages=[scorecard_estimator(spec, settings, weighted)])
+    if algorithm == "xgboost":
+        return xgboost_pipeline(spec, settings, len(spec.label.classes), weighted)
     if algorithm == "neural_network":
         root = work_dir.rstrip("/") if work_dir else None
         return neural_network_pipeline(spec, settings, weighted, root and f"{root}/_staging",
@@ -106,14 +165,19 @@ def camel(name: str) -> str:
 
 
 def param_grid(pipeline: Pipeline, algorithm: str, settings: TrainSettings) -> list[dict]:
-    """Every combination of the algorithm's configured grid, as param maps on its last stage."""
-    grid = getattr(settings, algorithm).grid if algorithm != "scorecard" else {}
+    """Every combination of the algorithm's configured grid, as param maps on its last stage.
+    Values take the type of the setting they tune (a YAML grid of depths ``[4, 6]`` stays integer:
+    XGBoost, unlike MLlib's converters, would pass ``4.0`` on as is)."""
+    algorithm_settings = getattr(settings, algorithm) if algorithm != "scorecard" else None
+    grid = algorithm_settings.grid if algorithm_settings is not None else {}
     if not grid:
         return []
     stage = pipeline.getStages()[-1]
     keys = sorted(grid)
-    params = [stage.getParam(camel(k)) for k in keys]
-    return [{p: p.typeConverter(v) for p, v in zip(params, combo)}
+    # MLlib names its params in camelCase, XGBoost's Spark estimator like its settings
+    params = [stage.getParam(k if stage.hasParam(k) else camel(k)) for k in keys]
+    kinds = [type(getattr(algorithm_settings, k)) for k in keys]
+    return [{p: p.typeConverter(kind(v) if kind in (int, float) else v) for p, kind, v in zip(params, kinds, combo)}
             for combo in itertools.product(*(grid[k] for k in keys))]
 
 
@@ -138,10 +202,12 @@ def with_class_weights(weights: dict[int, float]):
 
 # --------------------------------------------------------------------------- introspection
 def fitted_classifier(model: PipelineModel):
-    """The stage that predicts (skipping the calibrator and reasons stages appended after it)."""
+    """The stage that predicts (skipping the calibrator, decision-rule and reasons stages appended after it)."""
     from credit_spark.calibration import ProbabilityCalibratorModel
+    from credit_spark.decision import DecisionRuleModel
     from credit_spark.reasons import ReasonCodesModel
-    stages = [s for s in model.stages if not isinstance(s, (ProbabilityCalibratorModel, ReasonCodesModel))]
+    after = (ProbabilityCalibratorModel, DecisionRuleModel, ReasonCodesModel)
+    stages = [s for s in model.stages if not isinstance(s, after)]
     return stages[-1]
 
 
@@ -157,22 +223,40 @@ def vector_slot_names(model: PipelineModel, sample: DataFrame) -> list[str]:
     return [slots.get(i, f"slot_{i}") for i in range(meta.get("num_attrs", len(slots)))]
 
 
+def tree_importances(stage, slots: int) -> list[float] | None:
+    """Per input slot, a tree ensemble's importance normalised to sum to one (MLlib's impurity
+    decrease, XGBoost's total gain); None for a model that is not a tree ensemble."""
+    if hasattr(stage, "featureImportances"):
+        return stage.featureImportances.toArray().tolist()
+    if hasattr(stage, "get_booster"):      # xgboost.spark: {"f<slot>": gain}, unused slots absent
+        gains = stage.get_booster().get_score(importance_type="total_gain")
+        values = [float(gains.get(f"f{i}", 0.0)) for i in range(slots)]
+        total = sum(values)
+        return [v / total for v in values] if total > 0 else values
+    return None
+
+
 def importance(model: PipelineModel, sample: DataFrame) -> dict:
     """What drives the model: tree importances, |coefficients| on standardised inputs, or IV."""
     stage = fitted_classifier(model)
     if isinstance(stage, ScorecardModel):
         return {"kind": "information value (adverse class card)",
                 "items": [{"feature": r["feature"], "value": r["iv"]} for r in stage.iv_table()]}
+    if hasattr(stage, "member_weights"):
+        return {"kind": "stacking weight (sum of |coefficients| on the member's log-probabilities)",
+                "items": sorted(stage.member_weights(), key=lambda r: -r["value"])}
     names = vector_slot_names(model, sample)
+    trees = tree_importances(stage, len(names))
+    if trees is not None:
+        kind = ("feature importance (total gain)" if hasattr(stage, "get_booster")
+                else "feature importance (impurity decrease)")
+        items = sorted(({"feature": n, "value": float(v)} for n, v in zip(names, trees)), key=lambda r: -r["value"])
+        return {"kind": kind, "items": items[:30]}
     if hasattr(stage, "input_importance"):
         items = sorted(stage.input_importance(names), key=lambda r: -r["value"])
         return {"kind": "first-layer weight norm on standardised inputs (indicative)", "items": items[:30]}
-    if hasattr(stage, "featureImportances"):
-        values = stage.featureImportances.toArray().tolist()
-        kind = "feature importance (impurity decrease)"
-    else:
-        matrix = stage.coefficientMatrix.toArray()
-        values = abs(matrix).max(axis=0).tolist()
-        kind = "|coefficient| on standardised inputs (max over classes)"
+    matrix = stage.coefficientMatrix.toArray()
+    values = abs(matrix).max(axis=0).tolist()
+    kind = "|coefficient| on standardised inputs (max over classes)"
     items = sorted(({"feature": n, "value": float(v)} for n, v in zip(names, values)), key=lambda r: -r["value"])
     return {"kind": kind, "items": items[:30]}

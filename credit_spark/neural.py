@@ -34,7 +34,7 @@ import uuid
 import numpy as np
 import pandas as pd
 from pyspark import keyword_only
-from pyspark.ml import Estimator, Model, Pipeline, PipelineModel
+from pyspark.ml import Estimator, Model
 from pyspark.ml.feature import StandardScaler, StringIndexer, VectorAssembler
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -139,9 +139,9 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
             return choice == "true"
         if choice != "auto":
             raise ConfigError(f"train.neural_network.use_gpu must be auto, true or false, got {choice!r}")
-        key = ("spark.driver.resource.gpu.amount" if self.getOrDefault("localMode")
-               else "spark.task.resource.gpu.amount")
-        return float(spark.conf.get(key, "0") or 0) >= 1
+        from credit_spark.models import spark_schedules_gpus
+        return spark_schedules_gpus(spark, "spark.driver.resource.gpu.amount" if self.getOrDefault("localMode")
+                                    else "spark.task.resource.gpu.amount")
 
     def _cardinalities(self, dataset: DataFrame) -> list[int]:
         """Per category index column: its labels + 1 (StringIndexer's "unseen" index), read from
@@ -363,23 +363,3 @@ def preprocessing_stages(numeric: list[str], categorical: list[str], features_ra
     stages += [VectorAssembler(inputCols=imputed, outputCol=features_raw, handleInvalid="keep"),
                StandardScaler(inputCol=features_raw, outputCol="features", withMean=True, withStd=True)]
     return stages, indexed
-
-
-def fit_with_validation(pipeline: Pipeline, train: DataFrame, validation: DataFrame, label_col: str,
-                        weight_col: str | None) -> PipelineModel:
-    """Fit the preprocessing on the training rows only, then the network on the training rows
-    with the (preprocessed) validation rows marked for early stopping. Validation rows get the
-    training split's class weights, so the watched loss is the loss being minimised."""
-    *front, network = pipeline.getStages()
-    prep = Pipeline(stages=front).fit(train)
-    if weight_col and weight_col in train.columns:
-        weights = {r[0]: r[1] for r in train.select(label_col, weight_col).distinct().collect()}
-        mapping = F.create_map(*[x for k, w in sorted(weights.items()) for x in (F.lit(k), F.lit(w))])
-        validation = validation.withColumn(weight_col, F.coalesce(F.element_at(mapping, F.col(label_col)), F.lit(1.0)))
-    elif weight_col:
-        validation = validation.withColumn(weight_col, F.lit(1.0))
-    marked = (prep.transform(train).withColumn(IS_VALIDATION, F.lit(False))
-              .unionByName(prep.transform(validation).withColumn(IS_VALIDATION, F.lit(True)),
-                           allowMissingColumns=True))
-    fitted = network.copy({network.validationIndicatorCol: IS_VALIDATION}).fit(marked)
-    return PipelineModel(stages=[*prep.stages, fitted])

@@ -1,6 +1,7 @@
 """Adverse-action reasons: which factors pushed a customer's score down, as a pipeline stage.
 
-``ReasonCodesModel`` is appended to every trained pipeline (after the calibrator), so the saved
+``ReasonCodesModel`` is appended to every trained pipeline (after the calibrator and the decision
+rule), so the saved
 model that scores also explains, with state fixed at training time. It writes ``reason_features``:
 up to ``maxReasons`` structs ``(feature, impact)``, largest impact first, only impacts > 0, and
 only features the model actually uses. The scorer sets ``reasonCodes`` from the dataset spec
@@ -12,12 +13,15 @@ text, impact; one per code). Two methods:
   are exactly its own points (they sum to its score). A tree model has no per-customer
   attribution in MLlib, so it uses the card of the scorecard trained in the same run as a
   surrogate, restricted to the features the trees use (non-zero importance) — documented as such.
+* ``contributions`` — XGBoost: its exact per-row TreeSHAP contributions (``pred_contrib_col``)
+  to the adverse class's margin (binary: the one margin, toward the adverse class), summed over
+  a feature's slots; computed on the executors with the prediction.
 * ``linear`` — logistic regression: ``impact = Σ_slots w_s (x_s − mean_s)`` over the feature's
   slots of the scaled input vector (one-hot slots of a category add up to their feature), with
   ``w`` the adverse class's coefficients minus the mean over classes (its exact contribution to
   the adverse log-odds against the classes' geometric mean) and ``mean`` the training mean.
 
-Both are built-in column expressions: no Python UDF runs per row.
+All are built-in column expressions: no Python UDF runs per row.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ from credit_spark.scorecard import ScorecardModel, lookup_sql
 from credit_spark.sqltext import sql_double, sql_name, sql_string
 
 REASON_FEATURES = "reason_features"
-METHODS = ("points", "linear")
+METHODS = ("points", "linear", "contributions")
+#: the column XGBoost writes its per-row SHAP contributions to (array<array<double>>: group x slot)
+CONTRIBUTIONS = "__reason_contributions"
 
 
 #: temporary column holding the linear model's input vector as an array while reasons are computed
@@ -92,6 +98,11 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
                 impacts[feature] = lookup_sql(feature, state["edges"][feature],
                                               {k: best - v for k, v in table.items()})
             return impacts
+        if self.getOrDefault("method") == "contributions":
+            # XGBoost's exact (TreeSHAP) contributions to the adverse class's margin, per slot
+            c = f"{sql_name(state['input_col'])}[{int(state['group'])}]"
+            return {feature: " + ".join(f"{c}[{int(i)}]" for i in slots)
+                    for feature, slots in state["features"].items()}
         x = sql_name(LINEAR_INPUT)   # the vector as an array, made once per row by _transform, not once per slot
         return {feature: " + ".join(f"{sql_double(w)} * ({x}[{int(i)}] - {sql_double(m)})" for i, w, m in slots)
                 for feature, slots in state["features"].items()}
@@ -145,7 +156,8 @@ class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
             fields += [item["text"].alias("text")] if codes is not None else []
             top.append(F.when(item.isNotNull(), F.struct(*fields, (-item["neg"]).alias("impact"))))
         out = ranked.withColumn(out_col, F.array_compact(F.array(*top)).cast(out_type))
-        return out.drop(RANKED, *([LINEAR_INPUT] if linear else []))
+        contributions = [state["input_col"]] if self.getOrDefault("method") == "contributions" else []
+        return out.drop(RANKED, *([LINEAR_INPUT] if linear else []), *contributions)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -184,10 +196,30 @@ def linear_reasons(model: PipelineModel, train: DataFrame, adverse: int, max_rea
     return ReasonCodesModel(method="linear", state=json.dumps(state), maxReasons=max_reasons)
 
 
-def used_features(model: PipelineModel, sample: DataFrame) -> set[str]:
-    """Source features with non-zero importance in a tree model."""
+def contribution_reasons(model: PipelineModel, sample: DataFrame, adverse: int, num_classes: int,
+                         max_reasons: int = 4) -> ReasonCodesModel:
+    """Reasons from XGBoost's own per-row SHAP contributions (``pred_contrib_col``, computed on the
+    executors with the prediction): a feature's impact is the sum of its slots' contributions to
+    the adverse class's margin (one-hot slots of a category add up to their feature); the bias
+    term is no reason. Sets the booster stage of ``model`` to write the contributions."""
     from credit_spark.models import fitted_classifier, vector_slot_names
 
+    booster = fitted_classifier(model)
     names = vector_slot_names(model, sample)
-    importances = fitted_classifier(model).featureImportances.toArray()
+    booster.set(booster.pred_contrib_col, CONTRIBUTIONS)
+    features: dict[str, list[int]] = defaultdict(list)
+    for i, name in enumerate(names):
+        features[source_feature(name)].append(i)
+    state = {"input_col": CONTRIBUTIONS, "group": 0 if num_classes == 2 else adverse, "features": dict(features)}
+    return ReasonCodesModel(method="contributions", state=json.dumps(state), maxReasons=max_reasons)
+
+
+def used_features(model: PipelineModel, sample: DataFrame) -> set[str] | None:
+    """Source features with non-zero importance in a tree model (None: not a tree model)."""
+    from credit_spark.models import fitted_classifier, tree_importances, vector_slot_names
+
+    names = vector_slot_names(model, sample)
+    importances = tree_importances(fitted_classifier(model), len(names))
+    if importances is None:
+        return None
     return {source_feature(n) for n, v in zip(names, importances) if v > 0}
