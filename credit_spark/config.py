@@ -223,6 +223,27 @@ class GradientBoostedTreesSettings:
 
 
 @dataclass(frozen=True)
+class XGBoostSettings:
+    """Gradient-boosted trees for any number of classes (``xgboost.spark.SparkXGBClassifier``),
+    trained by ``num_workers`` Spark tasks, early stopping on the validation split's log-loss."""
+
+    n_estimators: int = 400          # most boosting rounds; early stopping picks the best
+    early_stopping_rounds: int = 30  # rounds without a better validation log-loss before stopping
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    min_child_weight: float = 5.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    #: training tasks; "auto" = the executors' task slots (Spark's default parallelism), at most 32
+    num_workers: int | Literal["auto"] = "auto"
+    #: auto = cuda when Spark schedules GPUs (spark.task.resource.gpu.amount >= 1), else cpu
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 42
+    grid: Grid = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NeuralNetworkSettings:
     """The PyTorch network, trained data-parallel on the executors (README, "Neural network")."""
 
@@ -275,10 +296,51 @@ class TuningSettings:
 
 
 @dataclass(frozen=True)
-class CalibrationSettings:
-    """Probability calibration fitted on the validation split (changes probabilities, not classes)."""
+class SelectionSettings:
+    """How each model is tuned, calibrated and given its decision rule, and on which rows it is fitted.
 
-    method: Literal["none", "isotonic", "platt"] = "isotonic"
+    ``holdout``: fitted on the training customers; grid, calibration and decision rule on the
+    validation customers. ``kfold``: customer-grouped ``folds``-fold over training + validation
+    customers; every grid point is judged on out-of-fold predictions, which also fit the calibrator
+    and the decision rule, and the chosen model is refitted on training + validation (more rows
+    to learn from, less noise in the choices: what a few thousand labelled customers need). ``auto``:
+    kfold up to ``kfold_max_rows`` training + validation rows, holdout above (k times the fits)."""
+
+    method: Literal["auto", "holdout", "kfold"] = "auto"
+    folds: int = 5
+    kfold_max_rows: int = 10_000
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Probability calibration fitted on the validation split (before the decision rule).
+
+    ``auto`` chooses per model among none, isotonic and Platt by the log-loss of calibrators
+    cross-fitted on two halves of the validation customers, among those whose cross-fitted AUC is
+    within ``auc_tolerance`` of the uncalibrated one (isotonic steps tie scores, which costs ranking)."""
+
+    method: Literal["auto", "none", "isotonic", "platt"] = "auto"
+    auc_tolerance: float = 0.002
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """How a class is chosen from the calibrated probabilities (learned on the validation split)."""
+
+    #: macro_f1: per-class weights that maximise macro-F1; expected_cost: weights that minimise the
+    #: cost of ``cost_matrix`` (Bayes rule at w = 1); argmax: the most probable class
+    objective: Literal["macro_f1", "expected_cost", "argmax"] = "macro_f1"
+    #: k x k, rows = true class, columns = predicted class, in label.classes order (expected_cost only)
+    cost_matrix: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """The combined model: a multinomial logistic regression over the calibrated members'
+    log-probabilities, fitted on held-out predictions (validation or out of fold), never on test."""
+
+    enabled: bool = True
+    reg_param: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -314,12 +376,16 @@ class TrainSettings:
     #: "balanced": each class weighs n / (k * n_class) in training (weightCol); "none": all 1
     class_weight: Literal["balanced", "none"] = "balanced"
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     comparison: ComparisonSettings = field(default_factory=ComparisonSettings)
     promotion: PromotionSettings = field(default_factory=PromotionSettings)
     logistic_regression: LogisticRegressionSettings = field(default_factory=LogisticRegressionSettings)
     random_forest: RandomForestSettings = field(default_factory=RandomForestSettings)
     gradient_boosted_trees: GradientBoostedTreesSettings = field(default_factory=GradientBoostedTreesSettings)
+    xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
     neural_network: NeuralNetworkSettings = field(default_factory=NeuralNetworkSettings)
 
@@ -383,7 +449,11 @@ class Config:
 
 
 GENERATED_RECORD_ID = "_record_id"
-ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "scorecard", "neural_network")
+ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "xgboost", "scorecard",
+              "neural_network")
+#: what a registered model can be: a trained algorithm, or the stack of a run's models
+ENSEMBLE = "ensemble"
+MODEL_NAMES = (*ALGORITHMS, ENSEMBLE)
 BINARY_ONLY = ("gradient_boosted_trees",)
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
@@ -531,8 +601,8 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
     validate_train(cfg.train, cfg.spec, source)
     validate_score(cfg.score, cfg.spec, source)
-    if cfg.score.model not in ("champion", *ALGORITHMS):
-        raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(ALGORITHMS)}, "
+    if cfg.score.model not in ("champion", *MODEL_NAMES):
+        raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(MODEL_NAMES)}, "
                           f"got '{cfg.score.model}'")
     root = cfg.lake.root
     if "://" not in root and not root.startswith(("dbfs:", "file:")):
@@ -580,6 +650,10 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
                           f"{spec.name} has none: use train.split 'customer'")
     if train.out_of_time_test_periods < 1:
         raise ConfigError(f"{source}: train.out_of_time_test_periods must be at least 1")
+    if train.selection.folds < 2 or train.selection.kfold_max_rows < 0:
+        raise ConfigError(f"{source}: train.selection.folds must be >= 2 and kfold_max_rows >= 0")
+    if not 0 <= train.calibration.auc_tolerance < 1:
+        raise ConfigError(f"{source}: train.calibration.auc_tolerance must be in [0, 1)")
     if train.tuning.num_folds < 2 or train.tuning.parallelism < 1:
         raise ConfigError(f"{source}: train.tuning.num_folds must be >= 2 and parallelism >= 1")
     if train.comparison.bootstrap_samples < 100 or not 0.5 < train.comparison.confidence < 1.0:
@@ -592,9 +666,27 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
     if nn.grid:
         raise ConfigError(f"{source}: train.neural_network.grid: the network is not tuned by grid search "
                           f"(it stops early on the validation split); set its settings directly")
-    for algorithm in ("logistic_regression", "random_forest", "gradient_boosted_trees"):
+    decision, k = train.decision, len(spec.label.classes)
+    if decision.objective == "expected_cost":
+        matrix = decision.cost_matrix
+        if (matrix is None or len(matrix) != k or any(len(row) != k for row in matrix)
+                or any(c < 0 for row in matrix for c in row)):
+            raise ConfigError(f"{source}: train.decision.cost_matrix: objective expected_cost needs a {k} x {k} "
+                              f"matrix of costs >= 0 (rows = true class, columns = predicted class, in the order "
+                              f"{spec.label.classes}), got {matrix}")
+    elif decision.cost_matrix is not None:
+        raise ConfigError(f"{source}: train.decision.cost_matrix is used by objective expected_cost only, "
+                          f"but objective is {decision.objective}")
+    xgb = train.xgboost
+    if (xgb.n_estimators < 1 or xgb.early_stopping_rounds < 1 or xgb.max_depth < 1 or xgb.learning_rate <= 0
+            or not 0 < xgb.subsample <= 1 or not 0 < xgb.colsample_bytree <= 1
+            or (xgb.num_workers != "auto" and xgb.num_workers < 1)):
+        raise ConfigError(f"{source}: train.xgboost needs n_estimators, early_stopping_rounds, max_depth >= 1, "
+                          f"learning_rate > 0, 0 < subsample, colsample_bytree <= 1 and num_workers 'auto' or >= 1")
+    for algorithm in ("logistic_regression", "random_forest", "gradient_boosted_trees", "xgboost"):
         settings = getattr(train, algorithm)
-        tunable = [f.name for f in dataclasses.fields(settings) if f.name not in ("grid", "seed", "family")]
+        tunable = [f.name for f in dataclasses.fields(settings)
+                   if f.name not in ("grid", "seed", "family", "num_workers", "device")]
         for key, values in settings.grid.items():
             if key not in tunable:
                 raise ConfigError(f"{source}: train.{algorithm}.grid: unknown parameter '{key}' "

@@ -22,7 +22,7 @@ from typing import Any
 
 from pyspark.ml import PipelineModel
 
-from credit_spark.config import ALGORITHMS, Config
+from credit_spark.config import ENSEMBLE, MODEL_NAMES, Config
 from credit_spark.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ ALGORITHM_TAG = "algorithm"
 # what loading a logged pipeline imports: its custom stages live in credit_spark and use
 # numpy/pandas/pyarrow (Arrow UDFs); the network's stage adds torch
 MODEL_PACKAGES = ("credit-spark", "mlflow", "numpy", "pandas", "pyarrow", "pyspark")
+#: what one algorithm's model needs beside them to load and score
+ALGORITHM_PACKAGES = {"neural_network": ("torch",), "xgboost": ("xgboost", "scikit-learn")}
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dic
 
     name = registered_model_name(cfg)
     info = mlflow.spark.log_model(model, algorithm, registered_model_name=name, signature=signature,
-                                  pip_requirements=model_requirements(algorithm), dfs_tmpdir=dfs_tmpdir(cfg),
+                                  pip_requirements=model_requirements(algorithm, cfg.train.algorithms),
+                                  dfs_tmpdir=dfs_tmpdir(cfg),
                                   await_registration_for=60)
     version = int(info.registered_model_version)
     c = client()
@@ -137,11 +140,13 @@ def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dic
     return version
 
 
-def model_requirements(algorithm: str) -> list[str]:
+def model_requirements(algorithm: str, cfg_algorithms: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The logged model's pip requirements, pinned to what is installed here. Given explicitly
     because MLflow's inference reloads every model in a subprocess to see what it imports: ~25 s
-    per model, most of a small training run's MLflow time."""
-    packages = [*MODEL_PACKAGES, *(["torch"] if algorithm == "neural_network" else [])]
+    per model, most of a small training run's MLflow time. The ensemble needs its members' packages
+    (``cfg_algorithms``: the run's algorithms)."""
+    members = cfg_algorithms if algorithm == ENSEMBLE else [algorithm]
+    packages = [*MODEL_PACKAGES, *dict.fromkeys(p for m in members for p in ALGORITHM_PACKAGES.get(m, ()))]
     pins = []
     for package in packages:
         try:
@@ -197,7 +202,7 @@ def resolve(cfg: Config, choice: str = "champion") -> ModelRecord:
                 raise ModelNotFoundError(f"registered model '{name}' has no '{cfg.train.promotion.alias}' "
                                          f"alias in {tracking_uri(cfg)}: {hint}")
             return record(cfg, version)
-        if choice not in ALGORITHMS:
+        if choice not in MODEL_NAMES:
             raise ModelNotFoundError(f"score.model '{choice}' is neither 'champion' nor an algorithm")
         # filter the algorithm tag here: Unity Catalog's search accepts only name / run_id filters
         versions = [v for v in client().search_model_versions(f"name = '{name}'")

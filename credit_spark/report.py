@@ -279,7 +279,8 @@ def _build_blocks(results: dict, plots: dict[str, str]) -> list[_Block]:
     """The report's content, in reading order."""
     blocks = [_Block("h1", str(results.get("title") or "Model report")), _Block("verdict", verdict(results))]
     for section in (_run_section, _comparison_section, _promotion_section, _per_class_section,
-                    _confusion_section, _calibration_section, _importance_section, _tuning_section,
+                    _confusion_section, _calibration_section, _decision_section, _importance_section,
+                    _tuning_section,
                     _bands_section, _iv_section, _scorecard_section, _config_section):
         blocks.extend(section(results, plots))
     return blocks
@@ -394,13 +395,39 @@ def _confusion_section(results: dict, plots: dict[str, str]) -> list[_Block]:
 
 
 def _calibration_section(results: dict, plots: dict[str, str]) -> list[_Block]:
-    if "reliability.png" not in plots.values():
-        return []
     method = _text((results.get("run") or {}).get("calibration"))
-    return [_Block("h2", "Calibration"),
-            _Block("p", f"Calibration method: {method}. Mean predicted confidence against observed accuracy "
-                        "per bin, before and after calibration; the diagonal is perfect calibration."),
-            _Block("image", "Reliability diagrams", extra="reliability.png")]
+    blocks = [_Block("h2", "Calibration"), _Block("p", f"Calibration setting: {method}.")]
+    if "reliability.png" in plots.values():
+        blocks += [_Block("p", "Mean predicted confidence against observed accuracy per bin, before and after "
+                               "calibration; the diagonal is perfect calibration."),
+                   _Block("image", "Reliability diagrams", extra="reliability.png")]
+    rows = []
+    for name, model in _models(results).items():
+        choice = model.get("calibration") or {}
+        after, before = model.get("metrics") or {}, model.get("metrics_uncalibrated") or {}
+        candidates = choice.get("candidates") or {}
+        tried = "; ".join(f"{m}: log-loss {_fixed(c.get('log_loss'))}, AUC {_fixed(c.get('auc'))}"
+                          for m, c in candidates.items())
+        if choice:
+            rows.append([name, _text(choice.get("method")), tried or NA, _fixed(before.get("auc")),
+                         _fixed(after.get("auc"))])
+    if rows:
+        blocks += [_Block("p", "Per model: the method chosen, the candidates' log-loss and AUC cross-fitted on "
+                               "the validation customers, and the test AUC before and after calibration."),
+                   _table(["Model", "Chosen", "Candidates (validation, cross-fitted)", "Test AUC before",
+                           "Test AUC after"], rows, "lllrr")]
+    return blocks if len(blocks) > 2 or "reliability.png" in plots.values() else []
+
+
+def _decision_section(results: dict, plots: dict[str, str]) -> list[_Block]:
+    rows = [[name, _text(model.get("decision_rule"))] for name, model in _models(results).items()
+            if model.get("decision_rule")]
+    if not rows:
+        return []
+    return [_Block("h2", "Decision rule"),
+            _Block("p", "How each model picks a class from its (calibrated) probabilities; the weights were "
+                        "learned on the validation split, never on the test set."),
+            _table(["Model", "Rule"], rows, "ll")]
 
 
 def _importance_section(results: dict, plots: dict[str, str]) -> list[_Block]:

@@ -17,6 +17,7 @@ One training run:
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -34,21 +35,26 @@ from pyspark.sql import functions as F
 from credit_spark import registry
 from credit_spark.calibration import ProbabilityCalibrator
 from credit_spark.comparison import Difference, compare_with_baseline
-from credit_spark.config import Config
+from credit_spark.config import ENSEMBLE, Config, DecisionSettings, SelectionSettings
+from credit_spark.decision import DecisionRule, DecisionRuleModel
+from credit_spark.ensemble import apply_stacker, fit_stacker, stack_features, stacker_model
 from credit_spark.errors import ModelNotFoundError, NoRecordsError
-from credit_spark.features import LABEL, PERIOD, RECORD_ID, Transform, categorical_features, numeric_features
+from credit_spark.features import (CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, Transform, categorical_features,
+                                   numeric_features)
 from credit_spark.metrics import ModelMetrics
 from credit_spark.monitoring import baseline_profile
-from credit_spark.reasons import ReasonCodesModel, linear_reasons, points_reasons, used_features
+from credit_spark.reasons import (ReasonCodesModel, contribution_reasons, linear_reasons, points_reasons,
+                                  used_features)
 from credit_spark.metrics import evaluate as metrics_evaluate
 from credit_spark.models import (LABEL_INDEX, balanced_weights, build_pipeline, fitted_classifier, importance,
-                                 with_class_weights)
+                                 require_xgboost, with_class_weights)
 from credit_spark.report import load_results, verdict, write_report
 from credit_spark.scorecard import ScorecardModel
 from credit_spark.scoring import SCORE_POINTS, with_score_points
-from credit_spark.splits import make_splits
+from credit_spark.splits import customer_bucket, make_splits
 from credit_spark.tables import FEATURES, SCORECARD, append, read_snapshot
-from credit_spark.tuning import MetricEvaluator, TuningResult, fit_tuned
+from credit_spark.tuning import (CalibrationChoice, MetricEvaluator, TuningResult, choose_calibration, fit_kfold,
+                                 fit_tuned)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,50 @@ def with_label_index(classes: list[str]) -> Transform:
         idx = F.array_position(F.array(*[F.lit(c) for c in classes]), F.col(LABEL)) - 1
         return df.withColumn(LABEL_INDEX, idx.cast("double"))
     return transform
+
+
+def fit_ensemble(fitted: dict[str, PipelineModel], stack_inputs: dict[str, DataFrame], settings, classes: list[str],
+                 evaluator: MetricEvaluator) -> tuple[PipelineModel, TuningResult, str, float]:
+    """The stacked ensemble of the run's calibrated models (``credit_spark.ensemble``), its decision
+    rule and validation metric. The stacker is fitted on the members' held-out predictions; to
+    judge it and learn its decision rule, it is cross-fitted on two halves of those customers
+    (each half predicted by a stacker fitted on the other), then refitted on all of them."""
+    k = len(classes)
+    names = list(stack_inputs)
+    rows = stack_features(stack_inputs, [RECORD_ID, CUSTOMER_ID], LABEL_INDEX, k).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        half = customer_bucket(F.col(CUSTOMER_ID), settings.seed + 3) % 2
+        reg = settings.ensemble.reg_param
+        held_out = functools.reduce(DataFrame.unionByName, [
+            apply_stacker(rows.where(half == i), fit_stacker(rows.where(half != i), LABEL_INDEX, k, reg), k)
+            for i in (0, 1)]).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rule = decision_rule(settings.decision, k).fit(held_out)
+            metric = evaluator.evaluate(rule.transform(held_out))
+        finally:
+            held_out.unpersist()
+        state = fit_stacker(rows, LABEL_INDEX, k, reg)
+    finally:
+        rows.unpersist()
+    # copies of the stages: the reasons step later sets XGBoost's own stage to write SHAP values
+    members = [PipelineModel(stages=[s.copy() for s in fitted[n].stages
+                                     if not isinstance(s, (DecisionRuleModel, ReasonCodesModel))])
+               for n in names]
+    model = PipelineModel(stages=[stacker_model(names, members, k, state), rule])
+    tuned = TuningResult(model=model, method="stacking (cross-fitted on held-out predictions)",
+                         metric_name=evaluator.getOrDefault("metricName"), best_params={"members": ", ".join(names)})
+    return model, tuned, rule.describe(classes), metric
+
+
+def use_kfold(settings: SelectionSettings, rows: int) -> bool:
+    """k-fold selection: chosen, or ``auto`` with at most ``kfold_max_rows`` train + validation rows."""
+    return settings.method == "kfold" or (settings.method == "auto" and rows <= settings.kfold_max_rows)
+
+
+def decision_rule(settings: DecisionSettings, num_classes: int) -> DecisionRule:
+    """The unfitted decision rule of the config (fitted on a model's validation predictions)."""
+    costs = json.dumps(settings.cost_matrix) if settings.cost_matrix is not None else ""
+    return DecisionRule(numClasses=num_classes, objective=settings.objective, costMatrix=costs, labelCol=LABEL_INDEX)
 
 
 def evaluate(predictions: DataFrame, classes: list[str], calibrated: bool = False) -> ModelMetrics:
@@ -159,12 +209,15 @@ def _json_metrics(metrics: ModelMetrics) -> dict:
 def report_results(cfg: Config, *, run_id: str, run_number: int, features_version: int, rows: dict[str, int],
                    split_description: str, metrics: dict[str, ModelMetrics], tuning: dict[str, TuningResult],
                    importances: dict[str, dict], comparison: list[Difference], selected: str,
-                   promotion: Promotion, scorecard: ScorecardModel | None, versions: dict[str, int]) -> dict:
+                   promotion: Promotion, scorecard: ScorecardModel | None, versions: dict[str, int],
+                   decisions: dict[str, str] | None = None,
+                   calibration: dict[str, CalibrationChoice] | None = None) -> dict:
     classes = cfg.spec.label.classes
     models = {}
     for name, m in metrics.items():
         models[name] = {**_json_metrics(m), "importance": importances.get(name), "tuning": tuning[name].as_dict(),
-                        "registered_version": versions.get(name)}
+                        "registered_version": versions.get(name), "decision_rule": (decisions or {}).get(name),
+                        "calibration": calibration[name].as_dict() if calibration and name in calibration else None}
     return {
         "title": f"credit_spark training report — {cfg.dataset}, run {run_number}",
         "run": {"version": run_number, "mlflow_run_id": run_id,
@@ -205,12 +258,15 @@ def reasons_stage(name: str, model: PipelineModel, card: ScorecardModel | None, 
         return points_reasons(fitted_classifier(model), None, max_reasons)
     if name == "logistic_regression":
         return linear_reasons(model, train, adverse, max_reasons)
+    if name == "xgboost":
+        return contribution_reasons(model, train.limit(0), adverse, adverse + 1, max_reasons)
+    if name == ENSEMBLE and card is not None:   # the stack mixes every input: the whole card explains it
+        return points_reasons(card, None, max_reasons)
     if card is None:
         logger.warning("%s: no scorecard in this run to explain it with; its scores will carry no reasons", name)
         return ReasonCodesModel(method="points", state=json.dumps({"points": {}, "edges": {}}))
     # trees: the card restricted to the features the trees use; the network uses every input
-    used = used_features(model, train.limit(0)) if hasattr(fitted_classifier(model), "featureImportances") else None
-    return points_reasons(card, used, max_reasons)
+    return points_reasons(card, used_features(model, train.limit(0)), max_reasons)
 
 
 def monitoring_reference(validation: DataFrame, test: DataFrame, has_period: bool) -> DataFrame:
@@ -260,6 +316,8 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     if "neural_network" in settings.algorithms:    # so does a backend that is not installed
         from credit_spark.neural import require_backend
         require_backend(settings.neural_network.backend)
+    if "xgboost" in settings.algorithms:
+        require_xgboost()
     features, features_version = read_snapshot(spark, cfg, FEATURES)
     labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))
     splits = make_splits(labelled, settings)
@@ -285,24 +343,61 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
                                      f"raise train.{key} or add customers")
         logger.info("split %s: %s", splits.description, rows)
         evaluator = MetricEvaluator(metricName=settings.primary_metric, classes=classes, labelCol=LABEL_INDEX)
-        calibrated = settings.calibration.method != "none"
+        calibration: dict[str, CalibrationChoice] = {}
         fitted: dict[str, PipelineModel] = {}
         tuning: dict[str, TuningResult] = {}
         metrics: dict[str, ModelMetrics] = {}
         validation_metric: dict[str, float] = {}
         fit_seconds: dict[str, float] = {}
+        decisions: dict[str, str] = {}
+        stack_inputs: dict[str, DataFrame] = {}
+        kfold = use_kfold(settings.selection, rows["train_rows"] + rows["validation_rows"])
+        if kfold:   # training + validation customers, weighted by their own class counts
+            development = splits.train.unionByName(splits.validation)
+            dev_weights = (balanced_weights(class_counts(development), len(classes))
+                           if settings.class_weight == "balanced" else {})
+            development = development.transform(with_class_weights(dev_weights)).persist(StorageLevel.MEMORY_AND_DISK)
+            persisted.append(development)
+        selection = (f"models tuned, calibrated and given their decision rule on {settings.selection.folds}-fold "
+                     f"out-of-fold predictions over train + validation customers, then refitted on both"
+                     if kfold else "models tuned, calibrated and given their decision rule on the validation split")
+        logger.info("selection: %s", selection)
+        fit_rows = development if kfold else train_df
         for algorithm in settings.algorithms:
             started = time.perf_counter()
-            tuned = fit_tuned(build_pipeline(spec, algorithm, settings, cfg.lake.root), algorithm, settings, train_df,
-                              validation_df, evaluator)
-            model = tuned.model
-            if calibrated:
-                calibrator = ProbabilityCalibrator(method=settings.calibration.method, labelCol=LABEL_INDEX,
-                                                   numClasses=len(classes)).fit(model.transform(validation_df))
-                model = PipelineModel(stages=[*model.stages, calibrator])
+            pipeline = build_pipeline(spec, algorithm, settings, cfg.lake.root)
+            if kfold and algorithm != "neural_network":   # the network keeps its early-stopping holdout
+                folded = fit_kfold(pipeline, algorithm, settings, development, evaluator, settings.selection.folds,
+                                   [RECORD_ID, CUSTOMER_ID, LABEL_INDEX])
+                tuned, model = folded.tuning, folded.model
+                held_out = folded.out_of_fold.persist(StorageLevel.MEMORY_AND_DISK)
+            else:
+                tuned = fit_tuned(pipeline, algorithm, settings, train_df, validation_df, evaluator)
+                model = tuned.model
+                held_out = model.transform(validation_df).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                calibration[algorithm] = choose_calibration(
+                    held_out, classes, LABEL_INDEX, customer_bucket(F.col(CUSTOMER_ID), settings.seed + 2) % 2,
+                    settings.calibration)
+                after = []   # fitted on the held-out predictions: calibrator, then decision rule
+                if calibration[algorithm].method != "none":
+                    after.append(ProbabilityCalibrator(method=calibration[algorithm].method, labelCol=LABEL_INDEX,
+                                                       numClasses=len(classes)).fit(held_out))
+                calibrated_held_out = PipelineModel(stages=after).transform(held_out)
+                if settings.ensemble.enabled:   # the stack learns from these; materialised before held_out goes
+                    stack_inputs[algorithm] = calibrated_held_out.select(
+                        RECORD_ID, CUSTOMER_ID, LABEL_INDEX, "probability").persist(StorageLevel.MEMORY_AND_DISK)
+                    stack_inputs[algorithm].count()
+                rule = decision_rule(settings.decision, len(classes)).fit(calibrated_held_out)
+                after.append(rule)
+                decisions[algorithm] = rule.describe(classes)
+                validation_metric[algorithm] = evaluator.evaluate(PipelineModel(stages=after).transform(held_out))
+            finally:
+                held_out.unpersist()
+            model = PipelineModel(stages=[*model.stages, *after])
             fitted[algorithm], tuning[algorithm] = model, tuned
             fit_seconds[algorithm] = time.perf_counter() - started
-            validation_metric[algorithm] = evaluator.evaluate(model.transform(validation_df))
+            calibrated = calibration[algorithm].method != "none"
             keep = [RECORD_ID, LABEL_INDEX, "prediction", "probability", *([RAW_PROBABILITY] if calibrated else [])]
             predictions[algorithm] = (model.transform(test_df).select(*keep)
                                       .persist(StorageLevel.MEMORY_AND_DISK))
@@ -310,12 +405,25 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
             logger.info("%s: validation %s %.4f; test %s", algorithm, settings.primary_metric,
                         validation_metric[algorithm], {k: round(v, 4) for k, v in metrics[algorithm].headline().items()})
 
+        if len(stack_inputs) >= 2:
+            started = time.perf_counter()
+            ensemble, tuning[ENSEMBLE], decisions[ENSEMBLE], validation_metric[ENSEMBLE] = fit_ensemble(
+                fitted, stack_inputs, settings, classes, evaluator)
+            fitted[ENSEMBLE], calibration[ENSEMBLE] = ensemble, CalibrationChoice("stacked")
+            fit_seconds[ENSEMBLE] = time.perf_counter() - started
+            predictions[ENSEMBLE] = (ensemble.transform(test_df).select(RECORD_ID, LABEL_INDEX, "prediction",
+                                                                         "probability")
+                                     .persist(StorageLevel.MEMORY_AND_DISK))
+            metrics[ENSEMBLE] = evaluate(predictions[ENSEMBLE], classes)
+            logger.info("%s of %s: validation %s %.4f; test %s", ENSEMBLE, list(stack_inputs), settings.primary_metric,
+                        validation_metric[ENSEMBLE], {k: round(v, 4) for k, v in metrics[ENSEMBLE].headline().items()})
+
         # explanations and monitoring baselines travel with each model
         card = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         for name in list(fitted):
             # uncoded output (for inspection) keeps a few candidates per reason; the scorer sets the
             # dataset's codes and score.max_reasons on the stage (ReasonCodesModel.with_codes)
-            stage = reasons_stage(name, fitted[name], card, train_df, len(classes) - 1, 4 * cfg.score.max_reasons)
+            stage = reasons_stage(name, fitted[name], card, fit_rows, len(classes) - 1, 4 * cfg.score.max_reasons)
             fitted[name] = PipelineModel(stages=[*fitted[name].stages, stage])
         baselines = monitoring_baselines(
             fitted, monitoring_reference(validation_df, test_df, spec.period is not None), cfg)
@@ -339,7 +447,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         promotion = decide_promotion(selected, float(getattr(metrics[selected], settings.primary_metric)),
                                      champion, champion_value, settings.primary_metric, settings.promotion.margin)
     finally:
-        for df in [*persisted, *predictions.values()]:
+        for df in [*persisted, *predictions.values(), *stack_inputs.values()]:
             df.unpersist()
 
     run_number = len(registry.training_runs(experiment_id)) + 1
@@ -372,9 +480,11 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
 
         scorecard = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         results = report_results(cfg, run_id=run_id, run_number=run_number, features_version=features_version,
-                                 rows=rows, split_description=splits.description, metrics=metrics, tuning=tuning,
+                                 rows=rows, split_description=f"{splits.description}; {selection}",
+                                 metrics=metrics, tuning=tuning,
                                  importances=importances, comparison=comparison, selected=selected,
-                                 promotion=promotion, scorecard=scorecard, versions=versions)
+                                 promotion=promotion, scorecard=scorecard, versions=versions,
+                                 decisions=decisions, calibration=calibration)
         out = report_root(cfg) / f"run-{run_number}-{run_id[:8]}"
         write_report(results, out)
         mlflow.log_artifacts(str(out), "report")

@@ -64,7 +64,7 @@ def test_invalid_choice_is_named(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("train:\n  algorithms: [svm]\n", r"train\.algorithms: unknown \['svm'\]"),
     ("train:\n  test_fraction: 1.5\n", r"train\.test_fraction must be between 0 and 1"),
-    ("score:\n  model: xgboost\n", r"score\.model must be 'champion'"),
+    ("score:\n  model: catboost\n", r"score\.model must be 'champion'"),
     ("train:\n  algorithms: [gradient_boosted_trees]\n",
      r"train\.algorithms: \['gradient_boosted_trees'\] needs a binary label, but credit_score has 3 classes"),
     ("train:\n  random_forest:\n    grid: {max_dept: [3]}\n",

@@ -26,7 +26,9 @@ def fast(cfg, **train_changes):
     t = cfg.train
     return dataclasses.replace(cfg, train=dataclasses.replace(
         t, random_forest=dataclasses.replace(t.random_forest, num_trees=5, max_depth=4),
+        xgboost=dataclasses.replace(t.xgboost, n_estimators=60, learning_rate=0.2),
         tuning=dataclasses.replace(t.tuning, method="none"),
+        selection=dataclasses.replace(t.selection, method="holdout"),
         comparison=dataclasses.replace(t.comparison, bootstrap_samples=200), **train_changes))
 
 
@@ -89,7 +91,13 @@ def test_logged_models_pin_what_loading_them_imports():
 
     pins = dict(p.split("==") for p in registry.model_requirements("scorecard"))
     assert pins["pyspark"] == pyspark.__version__ and pins["credit-spark"]
-    assert {"mlflow", "numpy", "pandas", "pyarrow"} <= set(pins) and "torch" not in pins
+    assert {"mlflow", "numpy", "pandas", "pyarrow"} <= set(pins) and "torch" not in pins and "xgboost" not in pins
+    import xgboost
+    boosted = dict(p.split("==") for p in registry.model_requirements("xgboost"))
+    assert boosted["xgboost"] == xgboost.__version__ and "scikit-learn" in boosted
+    # the ensemble needs what its members need, and nothing for members the run did not train
+    stacked = dict(p.split("==") for p in registry.model_requirements("ensemble", ["xgboost", "scorecard"]))
+    assert "xgboost" in stacked and "torch" not in stacked
     try:
         import torch
     except ImportError:
@@ -169,16 +177,28 @@ def test_train_without_features_names_the_missing_table(spark, small_cfg):
 def test_train_register_promote_score_and_rerun(spark, features_lake):
     cfg = features_lake
     result = train(spark, cfg)
-    assert set(result.metrics) == {"logistic_regression", "random_forest", "scorecard"}
+    assert set(result.metrics) == {"logistic_regression", "random_forest", "xgboost", "scorecard", "ensemble"}
     assert result.train_rows + result.validation_rows + result.test_rows == 1600
     labels = spark.read.format("delta").load(cfg.table_path(FEATURES)).where("label IS NOT NULL")
     majority = labels.groupBy("label").count().agg(F.max("count")).first()[0] / labels.count()
+    reported = load_results(result.report_dir)["models"]
     for name, m in result.metrics.items():
         assert m.accuracy > majority + 0.05, (name, m.accuracy, majority)   # beats always-the-majority
         assert m.auc > 0.7, (name, m.auc)
-        assert m.uncalibrated and m.reliability["before"] and m.reliability["after"]   # calibrated on validation
+        # calibration chosen per model on validation halves; the test AUC before and after is reported
+        choice = reported[name]["calibration"]
+        if name == "ensemble":   # a logistic regression over the members' calibrated probabilities
+            assert choice["method"] == "stacked" and not m.uncalibrated
+            assert reported[name]["tuning"]["best_params"]["members"] == \
+                "logistic_regression, random_forest, xgboost, scorecard"
+        elif choice["method"] == "none":
+            assert not m.uncalibrated and "before" not in m.reliability
+        else:
+            assert set(choice["candidates"]) == {"none", "isotonic", "platt"}
+            assert m.uncalibrated["auc"] > 0.7 and m.reliability["before"] and m.reliability["after"]
+        assert "learned on validation for macro_f1" in reported[name]["decision_rule"]
     assert result.selected == max(result.validation_metrics, key=result.validation_metrics.get)
-    assert {d.model for d in result.comparison} == {"logistic_regression", "random_forest"}
+    assert {d.model for d in result.comparison} == {"logistic_regression", "random_forest", "xgboost", "ensemble"}
     assert all(d.ci_low <= d.difference <= d.ci_high for d in result.comparison)
     # first run: no champion yet, the selected model is promoted and is what `score` uses
     assert result.promotion.decision == "promoted" and result.promotion.reason == "no champion yet"
@@ -190,7 +210,8 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
     assert set(card.columns) == {"model_version", "feature", "bin", "woe", "points", "iv"}
     import mlflow.pyfunc
     requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{chosen.registered_model}/{chosen.model_version}"))
-    assert set(requirements.read_text().split()) == set(registry.model_requirements(chosen.model_name))
+    assert set(requirements.read_text().split()) == set(registry.model_requirements(chosen.model_name,
+                                                                                    cfg.train.algorithms))
     results = load_results(result.report_dir)
     assert results["promotion"]["decision"] == "promoted"
     assert results["run"]["mlflow_run_id"] == result.run_id
@@ -217,6 +238,17 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
     assert rerun.scores_version == first.scores_version + 2
     after = {r.record_id: r.predicted_class for r in scores.where("run_date = DATE'2026-09-30'").collect()}
     assert after == before                      # same model, same records, same answers
+
+    # the stacked ensemble and XGBoost score by name too, with reasons (XGBoost's from its SHAP values)
+    for model_name, day in (("ensemble", date(2026, 7, 31)), ("xgboost", date(2026, 6, 30))):
+        named = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, model=model_name))
+        scored = score_run_date(spark, named, day)
+        assert scored.rows == 200 and scored.model_version == result.versions[model_name]
+        rows = spark.read.format("delta").load(cfg.table_path(SCORES)).where(F.col("run_date") == F.lit(day))
+        assert {r.model_name for r in rows.select("model_name").distinct().collect()} == {model_name}
+        assert rows.where(F.size("reasons") > 0).count() > 0
+        assert rows.where(F.abs(sum(F.col(probability_column(c)) for c in cfg.spec.label.classes) - 1) > 1e-6) \
+            .count() == 0
 
     # a second run whose challenger cannot clear an impossible margin: the champion stays
     strict = fast(cfg, algorithms=["logistic_regression", "scorecard"],

@@ -77,3 +77,34 @@ def test_evaluator_confusion_metrics_by_hand(spark):
     assert metric("accuracy") == pytest.approx(4 / 6)
     assert metric("macro_f1") == pytest.approx((f1_good + f1_bad) / 2)
     assert metric("weighted_f1") == pytest.approx((4 * f1_good + 2 * f1_bad) / 6)
+
+
+def test_kfold_predicts_every_row_out_of_fold_and_refits_the_best(spark, cfg, toy):
+    from pyspark.ml.functions import vector_to_array
+
+    from credit_spark.tuning import fit_kfold
+
+    data = toy.withColumn("record_id", F.monotonically_increasing_id()).cache()
+    evaluator = MetricEvaluator(metricName="log_loss", classes=["good", "bad"], labelCol=LABEL_INDEX)
+    folded = fit_kfold(_pipeline(), "logistic_regression", _settings(cfg, "train_validation_split"), data,
+                       evaluator, folds=4, keep=["record_id", "customer_id", LABEL_INDEX])
+    oof = folded.out_of_fold
+    assert oof.count() == data.count() == oof.select("record_id").distinct().count()
+    assert folded.tuning.method == "kfold (4 folds, out of fold)"
+    assert folded.tuning.best_params == {"reg_param": 0.0}          # the huge penalty loses out of fold too
+    assert folded.tuning.grid[0]["metric"] < folded.tuning.grid[1]["metric"]
+    # the refit saw every row: same coefficients as one fit of the best grid point on all of them
+    full = _pipeline().copy({_pipeline().getStages()[-1].regParam: 0.0}).fit(data)
+    assert folded.model.stages[-1].coefficients.toArray() == pytest.approx(full.stages[-1].coefficients.toArray())
+    # out-of-fold predictions are not the refit's: a row's model never saw its customer
+    refit = folded.model.transform(data).select("record_id", vector_to_array("probability")[1].alias("p"))
+    joined = oof.select("record_id", vector_to_array("probability")[1].alias("q")).join(refit, "record_id")
+    assert joined.where(F.abs(F.col("p") - F.col("q")) > 1e-9).count() > 0
+
+
+@pytest.mark.parametrize("method, rows, expected", [("auto", 10_000, True), ("auto", 10_001, False),
+                                                    ("kfold", 10**7, True), ("holdout", 10, False)])
+def test_kfold_is_used_on_small_data_unless_told(cfg, method, rows, expected):
+    from credit_spark.train import use_kfold
+
+    assert use_kfold(dataclasses.replace(cfg.train.selection, method=method), rows) is expected
