@@ -259,6 +259,7 @@ cat >"$FAST_TRAIN" <<'YAML'
 train:
   algorithms: [logistic_regression, scorecard]
   tuning: {method: none}
+  selection: {method: holdout}
   comparison: {bootstrap_samples: 200}
 YAML
 
