@@ -113,7 +113,10 @@ def xgboost_pipeline(spec: DatasetSpec, settings: TrainSettings, num_classes: in
         early_stopping_rounds=s.early_stopping_rounds, eval_metric="mlogloss" if num_classes > 2 else "logloss",
         max_depth=s.max_depth, learning_rate=s.learning_rate, min_child_weight=s.min_child_weight,
         subsample=s.subsample, colsample_bytree=s.colsample_bytree, reg_lambda=s.reg_lambda,
-        random_state=s.seed, verbosity=0, verbose=False)
+        random_state=s.seed, verbosity=0, verbose=False,
+        # always shuffle into num_workers partitions: a barrier stage refuses a union (training +
+        # early-stopping rows) that happens to arrive with exactly num_workers partitions already
+        force_repartition=True)
     return Pipeline(stages=[*stages, booster])
 
 

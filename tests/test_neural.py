@@ -198,12 +198,17 @@ def test_train_compare_register_and_score_with_the_network(spark, cfg):
                     partition_by=["period"])
 
     result = train(spark, cfg)
-    assert set(result.metrics) == {"neural_network", "scorecard"}
+    # the network keeps its early-stopping holdout while the scorecard may be k-folded: the stack of
+    # both learns from the validation customers that both predicted out of sample
+    assert set(result.metrics) == {"neural_network", "scorecard", "ensemble"}
     network = result.metrics["neural_network"]
     assert network.auc > 0.7 and network.macro_f1 > 0.45, network.headline()
-    assert network.uncalibrated and network.reliability["after"]          # calibrated like the others
-    assert [d.model for d in result.comparison if d.metric == "macro_f1"] == ["neural_network"]
     report = load_results(result.report_dir)
+    choice = report["models"]["neural_network"]["calibration"]              # chosen like the others
+    assert set(choice["candidates"]) == {"none", "isotonic", "platt"}
+    assert bool(network.uncalibrated) == (choice["method"] != "none") and network.reliability["after"]
+    assert [d.model for d in result.comparison if d.metric == "macro_f1"] == ["neural_network", "ensemble"]
+    assert result.metrics["ensemble"].auc > 0.7
     tuning = report["models"]["neural_network"]["tuning"]
     assert tuning["method"] == "early_stopping" and tuning["best_params"]["world_size"] == 2
     assert len(tuning["grid"]) == tuning["best_params"]["epochs"]           # one line per epoch

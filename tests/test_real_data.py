@@ -57,7 +57,8 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     table = spark.read.format("delta").load(german.table_path(FEATURES))
     assert not {"personal_status_and_sex", "foreign_worker"} & set(table.columns)
     trained = train(spark, german)
-    assert set(trained.metrics) == {"logistic_regression", "random_forest", "gradient_boosted_trees", "scorecard"}
+    assert set(trained.metrics) == {"logistic_regression", "random_forest", "gradient_boosted_trees", "xgboost",
+                                    "scorecard", "ensemble"}
     for name, m in trained.metrics.items():
         assert m.auc > 0.70, (name, m.auc)        # LR reaches about 0.78 on this data
         assert set(m.per_class) == {"good", "bad"}

@@ -125,3 +125,14 @@ def test_reasons_are_xgboosts_own_contributions(splits):
         assert [f for f, _ in got] == [f for f, _ in want]
         assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-5, abs=1e-6)
     assert any(row.reason_features for row in rows)
+
+
+def test_training_rows_that_arrive_in_num_workers_partitions(splits):
+    """Training (1 partition) + early-stopping rows (1 partition) = a union of exactly 2 = num_workers
+    partitions: without the forced shuffle, Spark's barrier mode refuses the union (German credit)."""
+    cfg, (train_df, validation_df, _) = splits
+    settings = _settings(cfg, n_estimators=20)
+    evaluator = MetricEvaluator(metricName="macro_f1", classes=cfg.spec.label.classes, labelCol=LABEL_INDEX)
+    result = fit_tuned(build_pipeline(cfg.spec, "xgboost", settings), "xgboost", settings, train_df.coalesce(1),
+                       validation_df.coalesce(1), evaluator)
+    assert 1 <= result.best_params["rounds"] <= 20
