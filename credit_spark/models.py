@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from credit_spark.config import DatasetSpec, TrainSettings
 from credit_spark.features import categorical_features, numeric_features
 from credit_spark.scorecard import Scorecard, ScorecardModel
+from credit_spark.session import spark_schedules_gpus
 from credit_spark.stages import MedianImputer
 
 LABEL_INDEX = "label_index"
@@ -74,11 +75,6 @@ def require_xgboost() -> None:
     except ImportError as exc:
         raise ConfigError(f"train.algorithms includes xgboost but it cannot be imported ({exc}): {XGBOOST_HELP}") \
             from exc
-
-
-def spark_schedules_gpus(spark, key: str = "spark.task.resource.gpu.amount") -> bool:
-    """True when Spark gives each task (or the driver, by ``key``) at least one GPU."""
-    return float(spark.conf.get(key, "0") or 0) >= 1
 
 
 def xgboost_workers(setting, spark) -> int:

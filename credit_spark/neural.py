@@ -139,7 +139,7 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
             return choice == "true"
         if choice != "auto":
             raise ConfigError(f"train.neural_network.use_gpu must be auto, true or false, got {choice!r}")
-        from credit_spark.models import spark_schedules_gpus
+        from credit_spark.session import spark_schedules_gpus
         return spark_schedules_gpus(spark, "spark.driver.resource.gpu.amount" if self.getOrDefault("localMode")
                                     else "spark.task.resource.gpu.amount")
 

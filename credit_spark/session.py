@@ -58,3 +58,8 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     spark.sparkContext.setLogLevel(settings.log_level)
     logger.info("Spark %s session started (master %s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+def spark_schedules_gpus(spark: SparkSession, key: str = "spark.task.resource.gpu.amount") -> bool:
+    """True when Spark gives each task (or the driver, by ``key``) at least one GPU."""
+    return float(spark.conf.get(key, "0") or 0) >= 1
