@@ -164,6 +164,8 @@ def test_training_and_scoring_paths_give_the_same_features_and_scores(spark, cfg
     rf = dataclasses.replace(cfg.train.random_forest, num_trees=3, max_depth=3)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, random_forest=rf, tuning=dataclasses.replace(cfg.train.tuning, method="none"),
+        selection=dataclasses.replace(cfg.train.selection, method="holdout"),
+        xgboost=dataclasses.replace(cfg.train.xgboost, n_estimators=40),
         comparison=dataclasses.replace(cfg.train.comparison, bootstrap_samples=100)))
     generate_records(spark, 800, seed=4).write.option("header", True).csv(str(tmp_path / "a"))
     ingest(spark, cfg, str(tmp_path / "a"))

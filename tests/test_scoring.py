@@ -32,6 +32,7 @@ FAST = """
 train:
   algorithms: [logistic_regression, scorecard]
   tuning: {method: none}
+  selection: {method: holdout}
   comparison: {bootstrap_samples: 200}
 """
 SEPTEMBER, AUGUST, JULY = date(2026, 9, 30), date(2026, 8, 31), date(2026, 7, 31)
