@@ -171,6 +171,17 @@ def _class_histograms(df: DataFrame, probability_col: str, k: int) -> list[list[
     return counts
 
 
+def _one_vs_rest(counts: list[list[list[int]]], c: int) -> tuple[list[int], list[int]]:
+    """Class ``c``'s histogram of its own probability: (rows of class c, rows of every other class)."""
+    k = len(counts)
+    return counts[c][c], [sum(counts[c][y][b] for y in range(k) if y != c) for b in range(HISTOGRAM_BINS)]
+
+
+def _headline(per_class: list[float]) -> float:
+    """Binary: the adverse (last) class's value; multi-class: the mean over the one-vs-rest curves."""
+    return per_class[-1] if len(per_class) == 2 else sum(per_class) / len(per_class)
+
+
 def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probability_col: str = "probability",
              prediction_col: str = "prediction", raw_probability_col: str | None = None) -> ModelMetrics:
     """Every test-set metric of one model, from a handful of small aggregations.
@@ -199,22 +210,17 @@ def evaluate(predictions: DataFrame, classes: list[str], label_col: str, probabi
     counts = _class_histograms(df, probability_col, k)
     if raw_probability_col:   # does calibration cost ranking? (isotonic steps tie scores)
         raw_counts = _class_histograms(df, raw_probability_col, k)
-        raw_aucs = [roc_from_histogram(raw_counts[c][c], [sum(raw_counts[c][y][b] for y in range(k) if y != c)
-                                                          for b in range(HISTOGRAM_BINS)])[0] for c in range(k)]
-        uncalibrated["auc"] = raw_aucs[-1] if k == 2 else sum(raw_aucs) / k
+        uncalibrated["auc"] = _headline([roc_from_histogram(*_one_vs_rest(raw_counts, c))[0] for c in range(k)])
     per_class = base["per_class"]
     aucs, kss, roc = [], [], {}
     for c, name in enumerate(classes):
-        events = counts[c][c]
-        non_events = [sum(counts[c][y][b] for y in range(k) if y != c) for b in range(HISTOGRAM_BINS)]
+        events, non_events = _one_vs_rest(counts, c)
         auc, ks = roc_from_histogram(events, non_events)
         per_class[name].update({"auc": auc, "ks": ks})
         roc[name] = {**roc_curve(events, non_events), "auc": auc}
         aucs.append(auc)
         kss.append(ks)
-    # binary: the adverse (last) class's curve; multi-class: the mean over one-vs-rest curves
-    auc = aucs[-1] if k == 2 else sum(aucs) / k
-    ks = kss[-1] if k == 2 else sum(kss) / k
+    auc, ks = _headline(aucs), _headline(kss)
 
     group = HISTOGRAM_BINS // DISTRIBUTION_BINS
     distribution = {
