@@ -250,6 +250,14 @@ class NeuralNetworkSettings:
     hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.2
     embedding_dim: int = 8          # largest embedding width per categorical column
+    #: mlp | resnet (a residual stream of hidden_layers[0] units, one block per entry)
+    architecture: Literal["mlp", "resnet"] = "mlp"
+    #: standard | piecewise_linear (a component per quantile bin) | quantile (normal scores)
+    numeric_encoding: Literal["standard", "piecewise_linear", "quantile"] = "standard"
+    num_bins: int = 16              # quantile bins per numeric input (piecewise_linear, quantile)
+    ensemble_size: int = 1          # networks trained side by side, probabilities averaged
+    #: constant | cosine (linear warm-up over the first epoch, then cosine decay to max_epochs)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     learning_rate: float = 0.001
     weight_decay: float = 0.00001
     batch_size: int = 512           # rows per step and process
@@ -266,7 +274,13 @@ class NeuralNetworkSettings:
     #: training shards and checkpoints; null = <lake.root>/_staging, <lake.root>/_checkpoints
     staging_dir: str | None = None
     checkpoint_dir: str | None = None
-    grid: Grid = field(default_factory=dict)
+    #: candidates chosen by the primary metric on the validation rows (each stops early on them)
+    grid: dict[str, list[float | str | list[int]]] = field(default_factory=dict)
+
+
+#: the network's settings a grid may search
+NETWORK_TUNABLE = ("hidden_layers", "dropout", "embedding_dim", "architecture", "numeric_encoding", "num_bins",
+                   "ensemble_size", "lr_schedule", "learning_rate", "weight_decay", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -660,12 +674,23 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
         raise ConfigError(f"{source}: train.comparison needs bootstrap_samples >= 100 and 0.5 < confidence < 1")
     nn = train.neural_network
     if (not nn.hidden_layers or min(nn.hidden_layers) < 1 or not 0 <= nn.dropout < 1 or nn.batch_size < 1
-            or nn.max_epochs < 1 or nn.patience < 1 or nn.num_processes < 1 or nn.learning_rate <= 0):
+            or nn.max_epochs < 1 or nn.patience < 1 or nn.num_processes < 1 or nn.learning_rate <= 0
+            or nn.num_bins < 1 or nn.ensemble_size < 1):
         raise ConfigError(f"{source}: train.neural_network needs hidden_layers of positive widths, 0 <= dropout < 1, "
-                          f"learning_rate > 0 and batch_size, max_epochs, patience, num_processes >= 1")
-    if nn.grid:
-        raise ConfigError(f"{source}: train.neural_network.grid: the network is not tuned by grid search "
-                          f"(it stops early on the validation split); set its settings directly")
+                          f"learning_rate > 0 and batch_size, max_epochs, patience, num_processes, num_bins, "
+                          f"ensemble_size >= 1")
+    for key, values in nn.grid.items():
+        if key not in NETWORK_TUNABLE:
+            raise ConfigError(f"{source}: train.neural_network.grid: unknown parameter '{key}' "
+                              f"(tunable: {', '.join(NETWORK_TUNABLE)})")
+        if not values:
+            raise ConfigError(f"{source}: train.neural_network.grid.{key}: list at least one value")
+        try:   # each candidate must be a valid value of its setting
+            [_coerce(typing.get_type_hints(NeuralNetworkSettings)[key],
+                     int(v) if isinstance(v, float) and v.is_integer() and key != "dropout" else v,
+                     f"train.neural_network.grid.{key}[{i}]") for i, v in enumerate(values)]
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
     decision, k = train.decision, len(spec.label.classes)
     if decision.objective == "expected_cost":
         matrix = decision.cost_matrix

@@ -135,6 +135,8 @@ def neural_network_pipeline(spec: DatasetSpec, settings: TrainSettings, weighted
         weightCol=CLASS_WEIGHT if weighted else None, numClasses=len(spec.label.classes),
         hiddenLayers=s.hidden_layers, dropout=s.dropout, embeddingDim=s.embedding_dim, learningRate=s.learning_rate,
         weightDecay=s.weight_decay, batchSize=s.batch_size, maxEpochs=s.max_epochs, patience=s.patience, seed=s.seed,
+        architecture=s.architecture, numericEncoding=s.numeric_encoding, numBins=s.num_bins,
+        ensembleSize=s.ensemble_size, lrSchedule=s.lr_schedule,
         backend=s.backend, numProcesses=s.num_processes, localMode=s.local_mode, useGpu=str(s.use_gpu).lower(),
         stagingDir=s.staging_dir or staging_dir or "/tmp/credit_spark_staging",
         checkpointDir=s.checkpoint_dir or checkpoint_dir or "")

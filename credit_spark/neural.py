@@ -7,14 +7,17 @@
 
 Fitting, without the rows ever reaching the driver:
 
-1. the preprocessed training rows (and, for early stopping, the validation rows, marked by
+1. for the ``piecewise_linear`` and ``quantile`` numeric encodings, the quantile edges of each
+   numeric input over the training rows, in one Spark aggregation (``percentile_approx``); they
+   travel in the network's spec, so scoring encodes exactly as training did;
+2. the preprocessed training rows (and, for early stopping, the validation rows, marked by
    ``validationIndicatorCol``) are written by the executors as Parquet files to a staging folder
    on the lake's storage (one file per Spark partition, ``2 x numProcesses`` files);
-2. a launcher starts ``numProcesses`` training processes on the executors: Spark's
+3. a launcher starts ``numProcesses`` training processes on the executors: Spark's
    ``TorchDistributor`` (``torch.distributed`` + DDP, Gloo on CPU, NCCL on GPU) or
    ``horovod.spark.run`` (Horovod with Gloo). Each process reads its own files with pyarrow and
    runs :func:`credit_spark.torch_net.fit`, the one training body of both backends;
-3. rank 0 returns the best epoch's weights (a few hundred kB) and what happened; they are kept
+4. rank 0 returns the best epoch's weights (a few hundred kB) and what happened; they are kept
    in the model's params, so the model saves and loads inside its ``PipelineModel``.
 
 Scoring is one Arrow-batched ``pandas_udf``: the network is built once per executor Python
@@ -114,6 +117,15 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
                        TypeConverters.toString)
     checkpointDir = Param(Params._dummy(), "checkpointDir", "where rank 0 writes best.pt ('' = nowhere)",
                           TypeConverters.toString)
+    architecture = Param(Params._dummy(), "architecture", "mlp | resnet", TypeConverters.toString)
+    numericEncoding = Param(Params._dummy(), "numericEncoding", "standard | piecewise_linear | quantile",
+                            TypeConverters.toString)
+    numBins = Param(Params._dummy(), "numBins", "quantile bins per numeric input (piecewise_linear, quantile)",
+                    TypeConverters.toInt)
+    ensembleSize = Param(Params._dummy(), "ensembleSize", "networks trained side by side, probabilities averaged",
+                         TypeConverters.toInt)
+    lrSchedule = Param(Params._dummy(), "lrSchedule", "constant | cosine (warm-up, then cosine decay)",
+                       TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, featuresCol: str = "features", categoricalCols: list[str] | None = None,
@@ -123,12 +135,14 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
                  learningRate: float = 1e-3, weightDecay: float = 1e-5, batchSize: int = 512, maxEpochs: int = 30,
                  patience: int = 4, seed: int = 42, backend: str = "torch_distributor", numProcesses: int = 2,
                  localMode: bool = False, useGpu: str = "auto", stagingDir: str = "/tmp/credit_spark_staging",
-                 checkpointDir: str = ""):
+                 checkpointDir: str = "", architecture: str = "mlp", numericEncoding: str = "standard",
+                 numBins: int = 16, ensembleSize: int = 1, lrSchedule: str = "constant"):
         super().__init__()
         self._setDefault(numClasses=2, hiddenLayers=[128, 64], dropout=0.2, embeddingDim=8, learningRate=1e-3,
                          weightDecay=1e-5, batchSize=512, maxEpochs=30, patience=4, seed=42,
                          backend="torch_distributor", numProcesses=2, localMode=False, useGpu="auto",
-                         stagingDir="/tmp/credit_spark_staging", checkpointDir="")
+                         stagingDir="/tmp/credit_spark_staging", checkpointDir="", architecture="mlp",
+                         numericEncoding="standard", numBins=16, ensembleSize=1, lrSchedule="constant")
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         self._set(**kwargs)
 
@@ -157,6 +171,22 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
                 out.append(len(values) + 1)
         return out
 
+    def _bin_edges(self, prepared: DataFrame, width: int) -> list[list[float]]:
+        """Per numeric input, the distinct quantile edges of its training rows (one aggregation;
+        the driver receives ``width x (numBins + 1)`` numbers)."""
+        from credit_spark.torch_net import quantile_edges
+
+        if self.getOrDefault("numericEncoding") == "standard" or width == 0:
+            return []
+        bins = self.getOrDefault("numBins")
+        if bins < 1:
+            raise ConfigError(f"train.neural_network.num_bins must be >= 1, got {bins}")
+        training = prepared.where(~F.col(IS_VALIDATION)) if IS_VALIDATION in prepared.columns else prepared
+        levels = [i / bins for i in range(bins + 1)]
+        row = training.agg(*[F.percentile_approx(F.col("numeric")[i], levels, 10000).alias(f"q{i}")
+                             for i in range(width)]).first()
+        return [quantile_edges(row[f"q{i}"] or []) for i in range(width)]
+
     def _prepared(self, dataset: DataFrame) -> DataFrame:
         """The schema contract of a training shard: numeric, categorical, label, weight."""
         cats = self.getOrDefault("categoricalCols")
@@ -171,7 +201,7 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
               if self.isSet("validationIndicatorCol") else []))
 
     def _fit(self, dataset: DataFrame) -> "TorchClassifierModel":
-        from credit_spark.torch_net import FitParams, NetSpec
+        from credit_spark.torch_net import LR_SCHEDULES, FitParams, NetSpec
 
         backend = self.getOrDefault("backend")
         require_backend(backend)
@@ -180,10 +210,18 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
         first = dataset.select(F.size(vector_to_array(F.col(self.getFeaturesCol())))).first()
         if first is None:
             raise NoRecordsError("neural_network: no rows to train on")
-        spec = NetSpec(num_numeric=int(first[0]), cardinalities=self._cardinalities(dataset),
-                       num_classes=self.getOrDefault("numClasses"),
-                       hidden_layers=list(self.getOrDefault("hiddenLayers")), dropout=self.getOrDefault("dropout"),
-                       embedding_dim=self.getOrDefault("embeddingDim"))
+        prepared = self._prepared(dataset)
+        width = int(first[0])
+        try:
+            spec = NetSpec(num_numeric=width, cardinalities=self._cardinalities(dataset),
+                           num_classes=self.getOrDefault("numClasses"),
+                           hidden_layers=list(self.getOrDefault("hiddenLayers")), dropout=self.getOrDefault("dropout"),
+                           embedding_dim=self.getOrDefault("embeddingDim"),
+                           architecture=self.getOrDefault("architecture"),
+                           numeric_encoding=self.getOrDefault("numericEncoding"),
+                           bin_edges=self._bin_edges(prepared, width), ensemble_size=self.getOrDefault("ensembleSize"))
+        except ValueError as exc:
+            raise ConfigError(f"train.neural_network: {exc}") from exc
         use_gpu = self._gpu_wanted(spark)
         local_mode = self.getOrDefault("localMode")
         threads = (max(1, (os.cpu_count() or 1) // processes) if local_mode
@@ -191,15 +229,19 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
         checkpoint = self.getOrDefault("checkpointDir") or None
         params = FitParams(learning_rate=self.getOrDefault("learningRate"), weight_decay=self.getOrDefault("weightDecay"),
                            batch_size=self.getOrDefault("batchSize"), max_epochs=self.getOrDefault("maxEpochs"),
-                           patience=self.getOrDefault("patience"), seed=self.getOrDefault("seed"), use_gpu=use_gpu,
+                           patience=self.getOrDefault("patience"), seed=self.getOrDefault("seed"),
+                           lr_schedule=self.getOrDefault("lrSchedule"), use_gpu=use_gpu,
                            threads=threads, checkpoint_dir=checkpoint)
+        if params.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.neural_network.lr_schedule must be one of {list(LR_SCHEDULES)}, "
+                              f"got {params.lr_schedule!r}")
         staging = f"{self.getOrDefault('stagingDir').rstrip('/')}/{uuid.uuid4().hex}"
-        prepared = self._prepared(dataset)
         try:
             job = {"net_spec": spec.to_json(), "fit_params": vars(params),
                    **write_shards(prepared, staging, processes)}
-            logger.info("neural_network: %s with %d process(es)%s, %s", backend, processes,
-                        " on GPU" if use_gpu else "", spec)
+            logger.info("neural_network: %s with %d process(es)%s, %s %s with %s inputs, %d member(s)", backend,
+                        processes, " on GPU" if use_gpu else "", spec.architecture, spec.hidden_layers,
+                        spec.numeric_encoding, spec.ensemble_size)
             if backend == "horovod":
                 result = run_horovod(job, processes)
             else:
@@ -304,7 +346,7 @@ class TorchClassifierModel(Model, _TorchParams, DefaultParamsReadable, DefaultPa
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         net_spec, state = self.getOrDefault("netSpec"), self.state_bytes()
-        key = hashlib.sha256(state).hexdigest()[:16]
+        key = hashlib.sha256(net_spec.encode() + state).hexdigest()[:16]
         width = len(self.getOrDefault("categoricalCols"))
 
         @F.pandas_udf("array<double>")
@@ -328,24 +370,32 @@ class TorchClassifierModel(Model, _TorchParams, DefaultParamsReadable, DefaultPa
                    .drop(probs))
 
     def input_importance(self, slot_names: list[str]) -> list[dict]:
-        """An indicative importance per input: the L2 norm of the first layer's weights on it
-        (numeric inputs are standardised, so the norms compare); for a categorical column the
-        mean norm of its embeddings pushed through those weights."""
+        """An indicative importance per input: the norm of the first layer's weights on it
+        (numeric inputs are standardised or encoded on a common scale, so the norms compare; a
+        piecewise-linear input's block of bin columns counts as one); for a categorical column
+        the mean norm of its embeddings pushed through those weights; averaged over members."""
         import torch
 
-        net = self.network()
-        first = net.mlp[0].weight.detach()
-        spec = json.loads(self.getOrDefault("netSpec"))
-        d = spec["num_numeric"]
-        items = [{"feature": name, "value": float(first[:, i].norm())} for i, name in enumerate(slot_names[:d])]
-        offset = d
-        for column, emb in zip(self.getOrDefault("categoricalCols"), net.embeddings):
-            block = first[:, offset:offset + emb.embedding_dim]
-            with torch.no_grad():
-                value = float((emb.weight @ block.T).norm(dim=1).mean())
-            items.append({"feature": column.replace("__index", ""), "value": value})
-            offset += emb.embedding_dim
-        return items
+        from credit_spark.torch_net import NetSpec, members
+
+        spec = NetSpec.from_json(self.getOrDefault("netSpec"))
+        d = spec.num_numeric
+        per = spec.num_bins if spec.numeric_encoding == "piecewise_linear" else 1
+        columns = self.getOrDefault("categoricalCols")
+        totals = [0.0] * (d + len(columns))
+        nets = members(self.network())
+        for net in nets:
+            first = net.mlp[0].weight.detach()
+            for i in range(d):
+                totals[i] += float(first[:, i * per:(i + 1) * per].norm()) / len(nets)
+            offset = d * per
+            for j, emb in enumerate(net.embeddings):
+                block = first[:, offset:offset + emb.embedding_dim]
+                with torch.no_grad():
+                    totals[d + j] += float((emb.weight @ block.T).norm(dim=1).mean()) / len(nets)
+                offset += emb.embedding_dim
+        names = [*slot_names[:d], *(c.replace("__index", "") for c in columns)]
+        return [{"feature": n, "value": v} for n, v in zip(names, totals)]
 
 
 # --------------------------------------------------------------------------- pipeline

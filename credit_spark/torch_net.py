@@ -4,12 +4,25 @@ Nothing here imports Spark: these functions run inside the training processes th
 TorchDistributor or Horovod start on the executors, inside the executors' Python workers at
 scoring time, and in ``scripts/nn_gpu_check.py`` on a machine with a GPU and no Spark at all.
 
-* :class:`TabularNet` — standardised numeric inputs + a learned embedding per categorical
-  column, then an MLP of Linear -> LayerNorm -> ReLU -> Dropout blocks. LayerNorm rather than
-  BatchNorm: it has no running statistics, so every rank holds exactly the same state.
+* :class:`NetSpec` — the architecture, chosen on validation from what the tabular deep-learning
+  literature shows closes the gap to trees (Gorishniy et al., "Revisiting Deep Learning Models
+  for Tabular Data", 2021, and "On Embeddings for Numerical Features", 2022):
+
+  - numeric inputs ``standard`` (standardised values), ``piecewise_linear`` (one component per
+    quantile bin of the training values: 0 below the bin, 1 above it, linear inside) or
+    ``quantile`` (normal scores of the training values' empirical distribution, interpolated
+    between the same quantile edges);
+  - a learned embedding per categorical column;
+  - body ``mlp`` (Linear -> LayerNorm -> ReLU -> Dropout blocks) or ``resnet`` (pre-norm residual
+    blocks). LayerNorm rather than BatchNorm: it has no running statistics, so every rank holds
+    exactly the same state;
+  - ``ensemble_size`` networks of different initial weights trained side by side on the same
+    batches (each on its own loss), their probabilities averaged.
+
 * :func:`fit` — the one training body. The launcher differences (``torch.distributed`` with DDP,
   or Horovod) live behind the small :class:`Comm` interface; every decision (epoch count, early
-  stop, best epoch) is taken on all-reduced numbers, so all ranks take it together.
+  stop, best epoch) is taken on all-reduced numbers, so all ranks take it together. The learning
+  rate is constant or follows a warm-up then a cosine decay over ``max_epochs``.
 * :func:`predict_proba` — batched inference; :func:`cached_model` loads a model once per process.
 """
 from __future__ import annotations
@@ -30,9 +43,15 @@ logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- specification
+ARCHITECTURES = ("mlp", "resnet")
+NUMERIC_ENCODINGS = ("standard", "piecewise_linear", "quantile")
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class NetSpec:
-    """The architecture: enough to rebuild the network around a saved state dict."""
+    """The architecture: enough to rebuild the network around a saved state dict. Every field
+    added after the first release has a default that rebuilds the network that release saved."""
 
     num_numeric: int
     #: per categorical column: number of distinct indices (StringIndexer labels + 1 for "unseen")
@@ -41,6 +60,29 @@ class NetSpec:
     hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.2
     embedding_dim: int = 8
+    #: "mlp" | "resnet": a residual stream of hidden_layers[0] units, one block per entry
+    #: (the entry is the block's inner width)
+    architecture: str = "mlp"
+    #: "standard" | "piecewise_linear" | "quantile" (see the module docs)
+    numeric_encoding: str = "standard"
+    #: per numeric input, its ascending distinct quantile edges on the training rows (at least
+    #: two); used by the piecewise_linear and quantile encodings
+    bin_edges: list[list[float]] = field(default_factory=list)
+    #: networks trained side by side, probabilities averaged
+    ensemble_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ValueError(f"numeric_encoding must be one of {NUMERIC_ENCODINGS}, got {self.numeric_encoding!r}")
+        if self.numeric_encoding != "standard" and len(self.bin_edges) != self.num_numeric:
+            raise ValueError(f"numeric_encoding {self.numeric_encoding!r} needs bin edges for each of the "
+                             f"{self.num_numeric} numeric inputs, got {len(self.bin_edges)}")
+        if any(len(e) < 2 or any(b <= a for a, b in zip(e, e[1:])) for e in self.bin_edges):
+            raise ValueError("bin_edges: each input needs at least two strictly ascending edges")
+        if self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1, got {self.ensemble_size}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -48,6 +90,26 @@ class NetSpec:
     @classmethod
     def from_json(cls, text: str) -> "NetSpec":
         return cls(**json.loads(text))
+
+    @property
+    def num_bins(self) -> int:
+        """The widest input's bin count (narrower inputs are padded with masked bins)."""
+        return max((len(e) - 1 for e in self.bin_edges), default=0)
+
+    def numeric_width(self) -> int:
+        """Columns the numeric inputs take in the first layer."""
+        return self.num_numeric * self.num_bins if self.numeric_encoding == "piecewise_linear" else self.num_numeric
+
+
+def quantile_edges(quantiles: list[float]) -> list[float]:
+    """Distinct ascending bin edges from a column's quantiles (a constant column gets one bin
+    of width 1 around its value, so every input has an encoding)."""
+    edges = sorted({float(q) for q in quantiles if q is not None and math.isfinite(q)})
+    if not edges:
+        return [0.0, 1.0]
+    if len(edges) == 1:
+        return [edges[0] - 0.5, edges[0] + 0.5]
+    return edges
 
 
 @dataclass(frozen=True)
@@ -59,6 +121,9 @@ class FitParams:
     #: epochs without a better validation loss before stopping
     patience: int = 4
     seed: int = 42
+    #: "constant", or "cosine": linear warm-up over the first epoch (at most a tenth of all
+    #: steps), then a cosine decay to zero at max_epochs
+    lr_schedule: str = "constant"
     use_gpu: bool = False
     #: intra-op threads per training process (the Spark task's cores)
     threads: int = 1
@@ -85,27 +150,109 @@ def embedding_width(cardinality: int, cap: int) -> int:
 
 
 def build_net(spec: NetSpec):
+    """The torch module of ``spec``: one :class:`TabularNet`, or an ensemble of them (its
+    forward gives logits [members, rows, classes])."""
     import torch
     from torch import nn
+
+    class NumericEncoder(nn.Module):
+        """Piecewise-linear components per quantile bin (``piecewise_linear``), or their sum as a
+        position in the training distribution turned into a normal score (``quantile``). The edges
+        come from the spec, so they are buffers outside the state dict."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            bins = spec.num_bins
+            lower = torch.zeros(spec.num_numeric, bins, dtype=torch.float32)
+            width = torch.ones(spec.num_numeric, bins, dtype=torch.float32)
+            floor = torch.zeros(spec.num_numeric, bins, dtype=torch.float32)
+            ceiling = torch.ones(spec.num_numeric, bins, dtype=torch.float32)
+            mask = torch.zeros(spec.num_numeric, bins, dtype=torch.float32)
+            for i, edges in enumerate(spec.bin_edges):
+                n = len(edges) - 1
+                e = torch.tensor(edges, dtype=torch.float64)
+                lower[i, :n], width[i, :n], mask[i, :n] = e[:-1].float(), (e[1:] - e[:-1]).float(), 1.0
+                if spec.numeric_encoding == "piecewise_linear":   # below the first and above the last
+                    floor[i, 0], ceiling[i, n - 1] = -math.inf, math.inf   # bin: linear, unclipped
+            self.register_buffer("lower", lower, persistent=False)
+            self.register_buffer("width", width, persistent=False)
+            self.register_buffer("floor", floor, persistent=False)
+            self.register_buffer("ceiling", ceiling, persistent=False)
+            self.register_buffer("mask", mask, persistent=False)
+            self.register_buffer("bins", mask.sum(dim=1), persistent=False)
+
+        def forward(self, x):
+            z = (x.unsqueeze(-1) - self.lower) / self.width
+            z = torch.minimum(torch.maximum(z, self.floor), self.ceiling) * self.mask
+            if spec.numeric_encoding == "piecewise_linear":
+                return z.flatten(1)
+            position = (z.sum(dim=-1) / self.bins).clamp(1e-3, 1 - 1e-3)
+            return math.sqrt(2.0) * torch.special.erfinv(2.0 * position - 1.0)
+
+    class ResidualBlock(nn.Module):
+        def __init__(self, width: int, inner: int) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(width)
+            self.inner = nn.Linear(width, inner)
+            self.outer = nn.Linear(inner, width)
+            self.dropout = nn.Dropout(spec.dropout)
+
+        def forward(self, x):
+            return x + self.dropout(self.outer(self.dropout(torch.relu(self.inner(self.norm(x))))))
 
     class TabularNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            self.encoder = NumericEncoder() if spec.numeric_encoding != "standard" else nn.Identity()
             self.embeddings = nn.ModuleList(
                 nn.Embedding(card, embedding_width(card, spec.embedding_dim)) for card in spec.cardinalities)
-            width = spec.num_numeric + sum(e.embedding_dim for e in self.embeddings)
+            width = spec.numeric_width() + sum(e.embedding_dim for e in self.embeddings)
             layers: list[nn.Module] = []
-            for hidden in spec.hidden_layers:
-                layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(spec.dropout)]
-                width = hidden
+            if spec.architecture == "resnet":
+                stream = spec.hidden_layers[0]
+                layers.append(nn.Linear(width, stream))
+                layers += [ResidualBlock(stream, inner) for inner in spec.hidden_layers]
+                layers += [nn.LayerNorm(stream), nn.ReLU()]
+                width = stream
+            else:
+                for hidden in spec.hidden_layers:
+                    layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(spec.dropout)]
+                    width = hidden
             layers.append(nn.Linear(width, spec.num_classes))
-            self.mlp = nn.Sequential(*layers)
+            self.mlp = nn.Sequential(*layers)    # mlp[0]: the first layer, whatever the body
 
         def forward(self, numeric, categorical):
-            parts = [numeric, *(emb(categorical[:, i]) for i, emb in enumerate(self.embeddings))]
+            parts = [self.encoder(numeric), *(emb(categorical[:, i]) for i, emb in enumerate(self.embeddings))]
             return self.mlp(torch.cat(parts, dim=1))
 
-    return TabularNet()
+    class EnsembleNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(TabularNet() for _ in range(spec.ensemble_size))
+
+        def forward(self, numeric, categorical):
+            return torch.stack([m(numeric, categorical) for m in self.members])
+
+    # one member keeps the first release's module (and state dict keys), so its models still load
+    return TabularNet() if spec.ensemble_size == 1 else EnsembleNet()
+
+
+def member_logits(output):
+    """Logits [members, rows, classes] from either module's output."""
+    return output.unsqueeze(0) if output.dim() == 2 else output
+
+
+def log_probabilities(output):
+    """Log of the members' mean probability [rows, classes]: what the model predicts."""
+    import torch
+
+    logits = member_logits(output)
+    return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(logits.shape[0])
+
+
+def members(model) -> list:
+    """The single networks of a model (one, or an ensemble's members)."""
+    return list(model.members) if hasattr(model, "members") else [model]
 
 
 # --------------------------------------------------------------------------- state
@@ -289,11 +436,40 @@ def _weighted_loss_sums(model, tensors: tuple, batch_size: int) -> tuple[float, 
     with torch.no_grad():
         for start in range(0, label.shape[0], max(batch_size, 4096)):
             end = start + max(batch_size, 4096)
-            loss = F.cross_entropy(model(numeric[start:end], categorical[start:end]), label[start:end],
-                                   reduction="none")
+            log_p = log_probabilities(model(numeric[start:end], categorical[start:end]))
+            loss = F.nll_loss(log_p, label[start:end], reduction="none")
             total += float((loss * weight[start:end]).sum())
             weights += float(weight[start:end].sum())
     return total, weights
+
+
+def member_loss(output, label):
+    """Per row: the members' mean cross-entropy (each member learns on its own loss, so the
+    ensemble stays a set of independent networks)."""
+    import torch.nn.functional as F
+
+    logits = member_logits(output)
+    k, n, c = logits.shape
+    return F.cross_entropy(logits.reshape(k * n, c), label.repeat(k), reduction="none").view(k, n).mean(dim=0)
+
+
+def learning_rate_schedule(optimizer, name: str, steps_per_epoch: int, max_epochs: int):
+    """None for a constant rate; for ``cosine`` a LambdaLR stepped once per optimizer step."""
+    import torch
+
+    if name == "constant":
+        return None
+    if name != "cosine":
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {name!r}")
+    total = max(1, steps_per_epoch * max_epochs)
+    warmup = max(1, min(steps_per_epoch, total // 10))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def fit(comm: Comm, train: Arrays, validation: Arrays | None, spec: NetSpec, params: FitParams) -> dict:
@@ -305,7 +481,6 @@ def fit(comm: Comm, train: Arrays, validation: Arrays | None, spec: NetSpec, par
     validation loss summed over all ranks' validation shards.
     """
     import torch
-    import torch.nn.functional as F
 
     if len(train) == 0:
         raise ValueError(f"rank {comm.rank} of {comm.size} received no training rows")
@@ -321,6 +496,7 @@ def fit(comm: Comm, train: Arrays, validation: Arrays | None, spec: NetSpec, par
     batch = params.batch_size
     steps = max(1, math.ceil(max(sizes) / batch))
     rng = np.random.default_rng(params.seed + 1000 * comm.rank)
+    schedule = learning_rate_schedule(optimizer, params.lr_schedule, steps, params.max_epochs)
     history: list[dict] = []
     best_loss, best_epoch, best_state, waited = math.inf, -1, None, 0
     started = time.perf_counter()
@@ -333,11 +509,13 @@ def fit(comm: Comm, train: Arrays, validation: Arrays | None, spec: NetSpec, par
         loss_total = 0.0
         for step in range(steps):
             rows = order[step * batch:(step + 1) * batch]
-            loss = F.cross_entropy(model(numeric[rows], categorical[rows]), label[rows], reduction="none")
+            loss = member_loss(model(numeric[rows], categorical[rows]), label[rows])
             loss = (loss * weight[rows]).sum() / weight[rows].sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             loss_total += float(loss.detach())
         seconds = time.perf_counter() - epoch_started
         train_loss_sum, step_count, samples = comm.sum([loss_total, steps, needed])
@@ -475,7 +653,7 @@ def predict_proba(model, numeric: np.ndarray, categorical: np.ndarray, batch_siz
         for start in range(0, numeric.shape[0], batch_size):
             num = torch.as_tensor(numeric[start:start + batch_size], dtype=torch.float32, device=device)
             cat = torch.as_tensor(categorical[start:start + batch_size], dtype=torch.long, device=device)
-            out.append(torch.softmax(model(num, cat), dim=1).double().cpu().numpy())
+            out.append(torch.exp(log_probabilities(model(num, cat))).double().cpu().numpy())
     if not out:
-        return np.zeros((0, model.mlp[-1].out_features))
+        return np.zeros((0, members(model)[0].mlp[-1].out_features))
     return np.concatenate(out)

@@ -131,11 +131,22 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
                     len(table), metric, scores[best], best_params)
         return TuningResult(model=candidates[best], method="early_stopping" + (" + " + tuning.method if grid else ""),
                             metric_name=metric, best_params=best_params, grid=table if grid else [])
-    if algorithm == "neural_network":   # no grid: early stopping on the validation split instead
-        model = fit_with_validation(pipeline, train, validation, evaluator.getLabelCol(), weight)[0]
+    if algorithm == "neural_network":   # every candidate stops early on the validation split
+        candidates = fit_with_validation(pipeline, train, validation, evaluator.getLabelCol(), weight, grid)
+        scores = [evaluator.evaluate(m.transform(validation)) for m in candidates] if grid else [float("nan")]
+        best = scores.index(pick(scores)) if grid else 0
+        model = candidates[best]
         info = model.stages[-1].fit_info()
         summary = {k: info[k] for k in ("backend", "world_size", "device", "epochs", "best_epoch")}
         summary["samples_per_second"] = round(info["samples_per_second"], 1)
+        if grid:
+            summary.update(params_as_settings(grid[best]))
+            table = [{"params": {**params_as_settings(pm), "best_epoch": m.stages[-1].fit_info()["best_epoch"]},
+                      "metric": float(sc)} for pm, m, sc in zip(grid, candidates, scores)]
+            logger.info("%s: early stopping over %d grid point(s), best %s = %.4f with %s", algorithm, len(grid),
+                        metric, scores[best], params_as_settings(grid[best]))
+            return TuningResult(model=model, method="early_stopping + " + tuning.method, metric_name=metric,
+                                best_params=summary, grid=table)
         history = [{"params": {"epoch": h["epoch"], "train_loss": round(h["train_loss"], 5)},
                     "metric": h.get("validation_loss", float("nan"))} for h in info["history"]]
         return TuningResult(model=model, method="early_stopping", metric_name="validation_loss",

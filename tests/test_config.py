@@ -74,7 +74,12 @@ def test_invalid_choice_is_named(tmp_path):
     ("train:\n  calibration: {method: beta}\n", r"train\.calibration\.method: must be one of"),
     ("train:\n  comparison: {bootstrap_samples: 10}\n", r"bootstrap_samples >= 100"),
     ("train:\n  neural_network: {backend: mpi}\n", r"train\.neural_network\.backend: must be one of"),
-    ("train:\n  neural_network: {grid: {dropout: [0.1]}}\n", r"train\.neural_network\.grid: the network is not tuned"),
+    ("train:\n  neural_network: {grid: {patience: [2]}}\n", r"train\.neural_network\.grid: unknown parameter 'patience'"),
+    ("train:\n  neural_network: {grid: {numeric_encoding: [standard, splines]}}\n",
+     r"train\.neural_network\.grid\.numeric_encoding\[1\]: must be one of"),
+    ("train:\n  neural_network: {grid: {num_bins: [8.5]}}\n", r"train\.neural_network\.grid\.num_bins\[0\]: expected an integer"),
+    ("train:\n  neural_network: {architecture: transformer}\n", r"train\.neural_network\.architecture: must be one of"),
+    ("train:\n  neural_network: {ensemble_size: 0}\n", r"train\.neural_network needs .*ensemble_size >= 1"),
     ("train:\n  neural_network: {dropout: 1.0}\n", r"train\.neural_network needs .*0 <= dropout < 1"),
     ("train:\n  neural_network: {use_gpu: maybe}\n", r"train\.neural_network\.use_gpu"),
 ])

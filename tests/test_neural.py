@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch", reason="the neural-network extra is not ins
 
 from credit_spark.errors import ConfigError  # noqa: E402
 from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
-from credit_spark.torch_net import Arrays, Comm, FitParams, NetSpec, build_net, fit, load_state, predict_proba  # noqa: E402
+from credit_spark.torch_net import (Arrays, Comm, FitParams, NetSpec, build_net, fit, learning_rate_schedule,  # noqa: E402
+                                    load_state, members, predict_proba, quantile_edges)
 
 NUMERIC, CLASSES = 6, 3
 
@@ -85,12 +86,102 @@ def test_a_rank_without_rows_is_an_error():
         fit(Comm(), empty, None, NetSpec(2, [], 2), FitParams())
 
 
+# --------------------------------------------------------------------------- architecture options
+def encoded(encoding: str, edges: list[list[float]], values: list[list[float]]) -> np.ndarray:
+    spec = NetSpec(num_numeric=len(edges), cardinalities=[], num_classes=2, numeric_encoding=encoding,
+                   bin_edges=edges)
+    with torch.no_grad():
+        return build_net(spec).encoder(torch.tensor(values, dtype=torch.float32)).numpy()
+
+
+def test_piecewise_linear_encoding_is_linear_inside_a_bin_and_unclipped_beyond_the_outer_bins():
+    # input 0: edges 0, 1, 2, 4 (three bins); input 1: edges 10, 20 (one bin; two padded, masked)
+    out = encoded("piecewise_linear", [[0, 1, 2, 4], [10, 20]], [[-1, 5], [0.5, 10], [1.5, 15], [5, 25]])
+    expected = [[-1, 0, 0, -0.5, 0, 0],
+                [0.5, 0, 0, 0, 0, 0],
+                [1, 0.5, 0, 0.5, 0, 0],
+                [1, 1, 1.5, 1.5, 0, 0]]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_quantile_encoding_gives_normal_scores_of_the_training_distribution():
+    edges = [quantile_edges(np.quantile(np.arange(101.0), np.linspace(0, 1, 5)).tolist())]   # 0 25 50 75 100
+    out = encoded("quantile", edges, [[50.0], [25.0], [75.0], [-1e6], [1e6], [12.5]])[:, 0]
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf
+    np.testing.assert_allclose(out, [0.0, z(0.25), z(0.75), z(1e-3), z(1 - 1e-3), z(0.125)], atol=1e-5)
+
+
+def test_quantile_edges_are_distinct_and_a_constant_input_gets_one_bin():
+    assert quantile_edges([0.0, 0.0, 0.0, 1.0, 3.0, 3.0]) == [0.0, 1.0, 3.0]
+    assert quantile_edges([2.0, 2.0]) == [1.5, 2.5]
+    with pytest.raises(ValueError, match="bin edges for each of the 2 numeric inputs"):
+        NetSpec(num_numeric=2, cardinalities=[], num_classes=2, numeric_encoding="quantile", bin_edges=[[0, 1]])
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities():
+    spec = NetSpec(num_numeric=NUMERIC, cardinalities=[6, 4], num_classes=CLASSES, hidden_layers=[16, 16],
+                   architecture="resnet", ensemble_size=3)
+    net = build_net(spec).eval()
+    x, cats, _ = synthetic(50, seed=9)
+    nets = members(net)
+    assert len(nets) == 3
+    with torch.no_grad():
+        each = [torch.softmax(m(torch.tensor(x), torch.tensor(cats)), dim=1).numpy() for m in nets]
+    assert not np.allclose(each[0], each[1])                        # members start from other weights
+    np.testing.assert_allclose(predict_proba(net, x, cats), np.mean(each, axis=0), rtol=1e-5, atol=1e-7)
+
+
+def test_a_first_release_spec_builds_the_first_release_network():
+    """Models saved before the architecture options keep loading: same module, same state keys."""
+    spec = NetSpec.from_json('{"num_numeric": 3, "cardinalities": [5], "num_classes": 2, '
+                             '"hidden_layers": [8], "dropout": 0.1, "embedding_dim": 4}')
+    keys = list(build_net(spec).state_dict())
+    assert keys == ["embeddings.0.weight", "mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias",
+                    "mlp.4.weight", "mlp.4.bias"]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = learning_rate_schedule(optimizer, "cosine", steps_per_epoch=10, max_epochs=10)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.01) and rates[9] == pytest.approx(0.1)       # warm-up over one epoch
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:])) and rates[-1] < 1e-3
+    assert learning_rate_schedule(optimizer, "constant", 10, 10) is None
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        learning_rate_schedule(optimizer, "step", 10, 10)
+
+
+def test_piecewise_linear_inputs_learn_a_non_monotone_effect_the_plain_mlp_misses():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 2)).astype(np.float32)
+    y = (np.abs(x[:, 0]) + 0.3 * rng.normal(size=3000) > 1.0).astype(np.int64)   # both tails are class 1
+    cats = np.zeros((3000, 0), np.int64)
+    train, valid = (Arrays(x[s], cats[s], y[s], np.ones(len(y[s]), np.float32)) for s in (slice(0, 2400),
+                                                                                          slice(2400, None)))
+    edges = [quantile_edges(np.quantile(x[:2400, i], np.linspace(0, 1, 9)).tolist()) for i in range(2)]
+    losses = {}
+    for encoding in ("standard", "piecewise_linear"):
+        spec = NetSpec(num_numeric=2, cardinalities=[], num_classes=2, hidden_layers=[8], architecture="mlp",
+                       numeric_encoding=encoding, bin_edges=edges if encoding != "standard" else [])
+        result = fit(Comm(), train, valid, spec, FitParams(max_epochs=6, batch_size=64, patience=6))
+        losses[encoding] = min(h["validation_loss"] for h in result["history"])
+    # same layers, same steps: the bins make |x| a sum of linear pieces, the standardised input does not
+    assert losses["piecewise_linear"] < 0.85 * losses["standard"], losses
+
+
 # --------------------------------------------------------------------------- through Spark
 @pytest.fixture(scope="module")
 def distributor_model(spark, tmp_path_factory):
+    """The network with every architecture option away from the first release's defaults."""
     tmp = tmp_path_factory.mktemp("nn_td")
     data = as_frame(spark, 3000, seed=4, validation_share=0.2)
-    model = estimator(tmp, "torch_distributor", validationIndicatorCol="is_val").fit(data)
+    model = estimator(tmp, "torch_distributor", validationIndicatorCol="is_val", architecture="resnet",
+                      numericEncoding="piecewise_linear", numBins=8, ensembleSize=2, lrSchedule="cosine").fit(data)
     return model, tmp
 
 
@@ -108,6 +199,19 @@ def test_torch_distributor_trains_two_processes_in_step(distributor_model):
     assert_trained_in_step(model.fit_info(), "torch_distributed")
     assert (tmp / "checkpoints" / "best.pt").is_file()
     assert not any((tmp / "staging").iterdir())      # the shards are removed after training
+
+
+def test_bin_edges_are_the_training_rows_quantiles(spark, distributor_model):
+    model, _ = distributor_model
+    spec = NetSpec.from_json(model.getOrDefault("netSpec"))
+    assert spec.architecture == "resnet" and spec.ensemble_size == 2 and len(members(model.network())) == 2
+    x, _, _ = synthetic(3000, seed=4)
+    training = x[600:]                                 # as_frame: the first 20% are the validation rows
+    assert len(spec.bin_edges) == NUMERIC and all(len(e) == 9 for e in spec.bin_edges)
+    for i, edges in enumerate(spec.bin_edges):
+        assert edges[0] == pytest.approx(training[:, i].min()) and edges[-1] == pytest.approx(training[:, i].max())
+        np.testing.assert_allclose(edges[4], np.median(training[:, i]), atol=0.02)
+    assert any(x[:, i].max() > training[:, i].max() or x[:, i].min() < training[:, i].min() for i in range(NUMERIC))
 
 
 def test_spark_scoring_equals_direct_torch_inference(spark, distributor_model):
@@ -137,7 +241,8 @@ def test_the_model_saves_and_loads_inside_a_pipeline_model(spark, distributor_mo
 def test_horovod_trains_two_processes_in_step(spark, tmp_path):
     pytest.importorskip("horovod.spark", reason="Horovod is not installed (scripts/build_horovod.sh)")
     data = as_frame(spark, 3000, seed=4, validation_share=0.2)
-    model = estimator(tmp_path, "horovod", validationIndicatorCol="is_val").fit(data)
+    model = estimator(tmp_path, "horovod", validationIndicatorCol="is_val", numericEncoding="quantile",
+                      ensembleSize=2).fit(data)
     assert_trained_in_step(model.fit_info(), "horovod")
     p = model.transform(data.limit(20)).select(F.sum(F.aggregate(vector_to_array("probability"), F.lit(0.0),
                                                                  lambda a, b: a + b))).first()[0]

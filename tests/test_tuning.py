@@ -65,6 +65,22 @@ def test_grid_values_take_the_param_types_and_weights_balance_classes(cfg):
     assert balanced_weights({0: 300, 1: 100}, 2) == {0: 400 / 600, 1: 400 / 200}
 
 
+def test_network_grid_values_take_the_network_params_types(spark, tmp_path):
+    from credit_spark.config import load_config
+    from credit_spark.models import build_pipeline
+
+    overlay = tmp_path / "nn.yaml"
+    overlay.write_text("train:\n  neural_network:\n    grid: {numeric_encoding: [standard, quantile], "
+                       "num_bins: [8, 16], hidden_layers: [[64], [32, 32]]}\n")
+    cfg = load_config([str(overlay)], env="local")
+    grid = param_grid(build_pipeline(cfg.spec, "neural_network", cfg.train), "neural_network", cfg.train)
+    maps = [{p.name: v for p, v in g.items()} for g in grid]
+    assert len(maps) == 8
+    assert maps[0] == {"hiddenLayers": [64], "numBins": 8, "numericEncoding": "standard"}
+    assert maps[-1] == {"hiddenLayers": [32, 32], "numBins": 16, "numericEncoding": "quantile"}
+    assert type(maps[0]["numBins"]) is int
+
+
 def test_evaluator_confusion_metrics_by_hand(spark):
     # truth x prediction: good->good 3, good->bad 1, bad->bad 1, bad->good 1
     rows = [(0.0, 0.0)] * 3 + [(0.0, 1.0), (1.0, 1.0), (1.0, 0.0)]
