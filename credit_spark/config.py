@@ -248,21 +248,23 @@ class NeuralNetworkSettings:
     """The PyTorch network, trained data-parallel on the executors (README, "Neural network")."""
 
     hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.2
+    dropout: float = 0.4
     embedding_dim: int = 8          # largest embedding width per categorical column
     #: mlp | resnet (a residual stream of hidden_layers[0] units, one block per entry)
     architecture: Literal["mlp", "resnet"] = "mlp"
     #: standard | piecewise_linear (a component per quantile bin) | quantile (normal scores)
-    numeric_encoding: Literal["standard", "piecewise_linear", "quantile"] = "standard"
-    num_bins: int = 16              # quantile bins per numeric input (piecewise_linear, quantile)
-    ensemble_size: int = 1          # networks trained side by side, probabilities averaged
+    numeric_encoding: Literal["standard", "piecewise_linear", "quantile"] = "piecewise_linear"
+    num_bins: int = 8               # quantile bins per numeric input (piecewise_linear, quantile)
+    ensemble_size: int = 3          # networks trained side by side, probabilities averaged
     #: constant | cosine (linear warm-up over the first epoch, then cosine decay to max_epochs)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     learning_rate: float = 0.001
-    weight_decay: float = 0.00001
-    batch_size: int = 512           # rows per step and process
+    weight_decay: float = 0.01
+    #: rows per step and process; auto = a power of two near a 32nd of each process's training
+    #: rows, within [64, 1024]
+    batch_size: int | Literal["auto"] = "auto"
     max_epochs: int = 30
-    patience: int = 4               # epochs without a better validation loss before stopping
+    patience: int = 6               # epochs without a better validation loss before stopping
     seed: int = 42
     #: torch_distributor (Spark's TorchDistributor, DDP) | horovod (horovod.spark.run)
     backend: Literal["torch_distributor", "horovod"] = "torch_distributor"
@@ -280,7 +282,7 @@ class NeuralNetworkSettings:
 
 #: the network's settings a grid may search
 NETWORK_TUNABLE = ("hidden_layers", "dropout", "embedding_dim", "architecture", "numeric_encoding", "num_bins",
-                   "ensemble_size", "lr_schedule", "learning_rate", "weight_decay", "batch_size")
+                   "ensemble_size", "lr_schedule", "learning_rate", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -673,12 +675,12 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
     if train.comparison.bootstrap_samples < 100 or not 0.5 < train.comparison.confidence < 1.0:
         raise ConfigError(f"{source}: train.comparison needs bootstrap_samples >= 100 and 0.5 < confidence < 1")
     nn = train.neural_network
-    if (not nn.hidden_layers or min(nn.hidden_layers) < 1 or not 0 <= nn.dropout < 1 or nn.batch_size < 1
+    if (not nn.hidden_layers or min(nn.hidden_layers) < 1 or not 0 <= nn.dropout < 1
             or nn.max_epochs < 1 or nn.patience < 1 or nn.num_processes < 1 or nn.learning_rate <= 0
-            or nn.num_bins < 1 or nn.ensemble_size < 1):
+            or nn.num_bins < 1 or nn.ensemble_size < 1 or (nn.batch_size != "auto" and nn.batch_size < 1)):
         raise ConfigError(f"{source}: train.neural_network needs hidden_layers of positive widths, 0 <= dropout < 1, "
-                          f"learning_rate > 0 and batch_size, max_epochs, patience, num_processes, num_bins, "
-                          f"ensemble_size >= 1")
+                          f"learning_rate > 0, batch_size 'auto' or >= 1 and max_epochs, patience, "
+                          f"num_processes, num_bins, ensemble_size >= 1")
     for key, values in nn.grid.items():
         if key not in NETWORK_TUNABLE:
             raise ConfigError(f"{source}: train.neural_network.grid: unknown parameter '{key}' "

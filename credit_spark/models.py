@@ -134,7 +134,7 @@ def neural_network_pipeline(spec: DatasetSpec, settings: TrainSettings, weighted
         featuresCol="features", categoricalCols=indexed, labelCol=LABEL_INDEX,
         weightCol=CLASS_WEIGHT if weighted else None, numClasses=len(spec.label.classes),
         hiddenLayers=s.hidden_layers, dropout=s.dropout, embeddingDim=s.embedding_dim, learningRate=s.learning_rate,
-        weightDecay=s.weight_decay, batchSize=s.batch_size, maxEpochs=s.max_epochs, patience=s.patience, seed=s.seed,
+        weightDecay=s.weight_decay, batchSize=0 if s.batch_size == "auto" else s.batch_size, maxEpochs=s.max_epochs, patience=s.patience, seed=s.seed,
         architecture=s.architecture, numericEncoding=s.numeric_encoding, numBins=s.num_bins,
         ensembleSize=s.ensemble_size, lrSchedule=s.lr_schedule,
         backend=s.backend, numProcesses=s.num_processes, localMode=s.local_mode, useGpu=str(s.use_gpu).lower(),

@@ -26,6 +26,7 @@ process and applied to whole batches (on the executor's GPU when it has one).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -102,7 +103,8 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
     embeddingDim = Param(Params._dummy(), "embeddingDim", "largest embedding width", TypeConverters.toInt)
     learningRate = Param(Params._dummy(), "learningRate", "AdamW learning rate", TypeConverters.toFloat)
     weightDecay = Param(Params._dummy(), "weightDecay", "AdamW weight decay", TypeConverters.toFloat)
-    batchSize = Param(Params._dummy(), "batchSize", "rows per step and process", TypeConverters.toInt)
+    batchSize = Param(Params._dummy(), "batchSize", "rows per step and process (0 = auto: from the training rows)",
+                      TypeConverters.toInt)
     maxEpochs = Param(Params._dummy(), "maxEpochs", "most epochs", TypeConverters.toInt)
     patience = Param(Params._dummy(), "patience", "epochs without a better validation loss before stopping",
                      TypeConverters.toInt)
@@ -201,7 +203,7 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
               if self.isSet("validationIndicatorCol") else []))
 
     def _fit(self, dataset: DataFrame) -> "TorchClassifierModel":
-        from credit_spark.torch_net import LR_SCHEDULES, FitParams, NetSpec
+        from credit_spark.torch_net import LR_SCHEDULES, FitParams, NetSpec, auto_batch_size
 
         backend = self.getOrDefault("backend")
         require_backend(backend)
@@ -237,8 +239,10 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
                               f"got {params.lr_schedule!r}")
         staging = f"{self.getOrDefault('stagingDir').rstrip('/')}/{uuid.uuid4().hex}"
         try:
-            job = {"net_spec": spec.to_json(), "fit_params": vars(params),
-                   **write_shards(prepared, staging, processes)}
+            shards = write_shards(prepared, staging, processes)
+            if params.batch_size <= 0:
+                params = dataclasses.replace(params, batch_size=auto_batch_size(shards["train_rows"], processes))
+            job = {"net_spec": spec.to_json(), "fit_params": vars(params), **shards}
             logger.info("neural_network: %s with %d process(es)%s, %s %s with %s inputs, %d member(s)", backend,
                         processes, " on GPU" if use_gpu else "", spec.architecture, spec.hidden_layers,
                         spec.numeric_encoding, spec.ensemble_size)
@@ -249,8 +253,9 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
         finally:
             remove_tree(staging)
         info = {k: v for k, v in result.items() if k != "state"}
-        logger.info("neural_network: %d epochs (best %d), %.0f samples/s, %s", info["epochs"], info["best_epoch"],
-                    info["samples_per_second"], info["device"])
+        info["batch_size"] = params.batch_size
+        logger.info("neural_network: %d epochs (best %d), batches of %d, %.0f samples/s, %s", info["epochs"],
+                    info["best_epoch"], params.batch_size, info["samples_per_second"], info["device"])
         model = TorchClassifierModel(netSpec=spec.to_json(), state=base64.b64encode(result["state"]).decode(),
                                      fitInfo=json.dumps(info))
         return self._copyValues(model)
@@ -269,7 +274,7 @@ def write_shards(prepared: DataFrame, staging: str, processes: int) -> dict:
     if rows < 2 * processes:
         raise NoRecordsError(f"neural_network: {rows} training row(s) cannot feed {processes} processes")
     training.select(*columns).repartition(2 * processes).write.mode("overwrite").parquet(f"{staging}/train")
-    job = {"train_dir": f"{staging}/train", "validation_dir": None}
+    job = {"train_dir": f"{staging}/train", "validation_dir": None, "train_rows": rows}
     if has_validation:
         validation = prepared.where(F.col(IS_VALIDATION)).select(*columns)
         validation.repartition(processes).write.mode("overwrite").parquet(f"{staging}/validation")

@@ -101,6 +101,15 @@ class NetSpec:
         return self.num_numeric * self.num_bins if self.numeric_encoding == "piecewise_linear" else self.num_numeric
 
 
+def auto_batch_size(rows: int, processes: int) -> int:
+    """Rows per step and process for ``batch_size: auto``: a power of two near a 32nd of each
+    process's rows, within [64, 1024]. Small data sets then get enough steps per epoch to learn
+    before early stopping (a thousand rows in batches of 512 is two steps an epoch), large ones
+    batches that keep a core or a GPU busy."""
+    per_process = max(1, rows // max(1, processes))
+    return int(min(1024, max(64, 2 ** math.ceil(math.log2(max(1.0, per_process / 32))))))
+
+
 def quantile_edges(quantiles: list[float]) -> list[float]:
     """Distinct ascending bin edges from a column's quantiles (a constant column gets one bin
     of width 1 around its value, so every input has an encoding)."""

@@ -13,7 +13,8 @@ same arrays and times its predictions and its SHAP contributions (the reason cod
     python scripts/nn_gpu_check.py --rows 1000000 --epochs 3 --batch-size 4096
     python scripts/nn_gpu_check.py --cpu             # force the CPU (for a comparison)
 
-Needs only numpy, torch and xgboost; run it from the repository root (or with credit_spark installed).
+The network has the shipped config's architecture options (numeric encoding, body, ensemble size,
+schedule) unless flags override them. Needs only numpy, PyYAML, torch and xgboost; run it from the repository root (or with credit_spark installed).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # credit_spark from the source tree
 
-from credit_spark.torch_net import Arrays, Comm, FitParams, NetSpec, build_net, fit, load_state, predict_proba  # noqa: E402
+from credit_spark.torch_net import (Arrays, Comm, FitParams, NetSpec, build_net, fit, load_state,  # noqa: E402
+                                    predict_proba, quantile_edges)
 
 NUMERIC, CARDINALITIES, CLASSES = 75, [17, 5, 4, 11], 3
 
@@ -42,6 +44,14 @@ def generated(rows: int, seed: int) -> Arrays:
     return Arrays(numeric, categorical, label, np.ones(rows, np.float32))
 
 
+def shipped_network_settings() -> dict:
+    """``train.neural_network`` of conf/base.yaml, read as plain YAML (no Spark, no config model)."""
+    import yaml
+
+    base = Path(__file__).resolve().parents[1] / "conf" / "base.yaml"
+    return (yaml.safe_load(base.read_text()).get("train", {}) or {}).get("neural_network", {}) or {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -49,15 +59,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--cpu", action="store_true", help="do not use a GPU even if there is one")
     parser.add_argument("--skip-xgboost", action="store_true", help="check the network only")
+    parser.add_argument("--architecture", choices=["mlp", "resnet"], default=None,
+                        help="default: the shipped config's train.neural_network.architecture")
+    parser.add_argument("--numeric-encoding", choices=["standard", "piecewise_linear", "quantile"], default=None,
+                        help="default: the shipped config's")
+    parser.add_argument("--ensemble-size", type=int, default=None, help="default: the shipped config's")
     args = parser.parse_args(argv)
 
     import torch
 
     use_gpu = torch.cuda.is_available() and not args.cpu
     train, validation = generated(args.rows, seed=1), generated(max(args.rows // 5, 1000), seed=2)
-    spec = NetSpec(num_numeric=NUMERIC, cardinalities=CARDINALITIES, num_classes=CLASSES, hidden_layers=[256, 128])
+    shipped = shipped_network_settings()
+    encoding = args.numeric_encoding or shipped.get("numeric_encoding", "standard")
+    bins = int(shipped.get("num_bins", 16))
+    sample = train.numeric[:100_000]     # the Spark stage takes the edges from the training rows likewise
+    edges = ([quantile_edges(np.quantile(sample[:, i], np.linspace(0, 1, bins + 1)).tolist()) for i in range(NUMERIC)]
+             if encoding != "standard" else [])
+    spec = NetSpec(num_numeric=NUMERIC, cardinalities=CARDINALITIES, num_classes=CLASSES, hidden_layers=[256, 128],
+                   architecture=args.architecture or shipped.get("architecture", "mlp"), numeric_encoding=encoding,
+                   bin_edges=edges, ensemble_size=args.ensemble_size or int(shipped.get("ensemble_size", 1)),
+                   dropout=float(shipped.get("dropout", 0.2)))
     params = FitParams(batch_size=args.batch_size, max_epochs=args.epochs, patience=args.epochs, use_gpu=use_gpu,
-                       threads=torch.get_num_threads())
+                       threads=torch.get_num_threads(), lr_schedule=shipped.get("lr_schedule", "constant"),
+                       weight_decay=float(shipped.get("weight_decay", 1e-5)))
     started = time.perf_counter()
     result = fit(Comm(), train, validation, spec, params)
     train_seconds = time.perf_counter() - started
@@ -78,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": torch.cuda.get_device_name(0) if use_gpu else None,
         "torch": torch.__version__,
         "rows": args.rows, "epochs": result["epochs"], "batch_size": args.batch_size,
+        "network": {"architecture": spec.architecture, "numeric_encoding": spec.numeric_encoding,
+                    "ensemble_size": spec.ensemble_size},
         "train_samples_per_second": round(result["samples_per_second"], 1),
         "train_seconds": round(train_seconds, 2),
         "first_train_loss": round(result["history"][0]["train_loss"], 4),

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="the neural-network extra is not ins
 
 from credit_spark.errors import ConfigError  # noqa: E402
 from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
-from credit_spark.torch_net import (Arrays, Comm, FitParams, NetSpec, build_net, fit, learning_rate_schedule,  # noqa: E402
+from credit_spark.torch_net import (Arrays, Comm, auto_batch_size, FitParams, NetSpec, build_net, fit, learning_rate_schedule,  # noqa: E402
                                     load_state, members, predict_proba, quantile_edges)
 
 NUMERIC, CLASSES = 6, 3
@@ -139,6 +139,13 @@ def test_a_first_release_spec_builds_the_first_release_network():
     keys = list(build_net(spec).state_dict())
     assert keys == ["embeddings.0.weight", "mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias",
                     "mlp.4.weight", "mlp.4.bias"]
+
+
+def test_auto_batch_size_gives_small_data_enough_steps_and_large_data_full_batches():
+    assert auto_batch_size(3749, 2) == 64        # the Kaggle sample's training customers: ~29 steps an epoch
+    assert auto_batch_size(589, 2) == 64         # German credit: never below 64
+    assert auto_batch_size(8000, 1) == 256
+    assert auto_batch_size(10_000_000, 2) == 1024
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
