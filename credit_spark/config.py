@@ -620,10 +620,20 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     if cfg.score.model not in ("champion", *MODEL_NAMES):
         raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(MODEL_NAMES)}, "
                           f"got '{cfg.score.model}'")
+    name = registered_model_base(cfg)
+    if not name.strip() or re.search(r"[/:]", name):
+        key = "tracking.registered_model" if cfg.tracking.registered_model else f"dataset spec name ({cfg.spec.name!r})"
+        raise ConfigError(f"{source}: {key}: the MLflow registered model name {name!r} cannot contain '/' or ':'")
     root = cfg.lake.root
     if "://" not in root and not root.startswith(("dbfs:", "file:")):
         cfg = dataclasses.replace(cfg, lake=dataclasses.replace(cfg.lake, root=str(Path(root).resolve())))
     return cfg
+
+
+def registered_model_base(cfg: Config) -> str:
+    """``tracking.registered_model``, else ``credit_spark_<spec name>``: the spec's ``name``, never
+    the ``dataset`` value, which may be a path to the spec file."""
+    return cfg.tracking.registered_model or f"credit_spark_{cfg.spec.name}"
 
 
 def validate_score(score: ScoreSettings, spec: DatasetSpec, source: str) -> None:

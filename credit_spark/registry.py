@@ -6,7 +6,7 @@ the lake folder (``<lake>/mlflow/``) — nothing to start, and it travels with t
 ``tracking.registry_uri`` at ``databricks-uc`` for Unity Catalog) to use a shared one.
 
 Every algorithm of a training run becomes a version of one registered model (default
-``credit_spark_<dataset>``) tagged with its algorithm, classes and the features Delta version.
+``credit_spark_<spec name>``) tagged with its algorithm, classes and the features Delta version.
 The alias ``champion`` (``train.promotion.alias``) marks the version the batch scorer uses; it
 moves only by the promotion rule in :mod:`credit_spark.train`.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from pyspark.ml import PipelineModel
 
-from credit_spark.config import ENSEMBLE, MODEL_NAMES, Config
+from credit_spark.config import ENSEMBLE, MODEL_NAMES, Config, registered_model_base
 from credit_spark.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,11 @@ def tracking_uri(cfg: Config) -> str:
 
 
 def registered_model_name(cfg: Config) -> str:
-    """``tracking.registered_model``, else ``credit_spark_<dataset>`` (inside the lake's
+    """``tracking.registered_model``, else ``credit_spark_<spec name>`` (inside the lake's
     catalog.schema for Unity Catalog, whose model names have three parts)."""
     if cfg.tracking.registered_model:
         return cfg.tracking.registered_model
-    name = f"credit_spark_{cfg.dataset}"
+    name = registered_model_base(cfg)
     if (cfg.tracking.registry_uri or "").startswith("databricks-uc") and cfg.lake.schema:
         return ".".join(p for p in (cfg.lake.catalog, cfg.lake.schema, name) if p)
     return name

@@ -119,6 +119,20 @@ def test_spec_from_file(tmp_path):
     assert (numeric_features(spec), categorical_features(spec)) == (["income"], [])
 
 
+def test_a_spec_given_by_path_names_the_registered_model_by_its_name(tmp_path):
+    """The README's worked example names the spec by path: the MLflow name must come from the
+    spec's `name` (MLflow refuses '/' and ':'), checked when the config loads, not after training."""
+    from credit_spark.registry import registered_model_name
+
+    spec_path = write(tmp_path, SPEC, "my_spec.yaml")
+    cfg = load_config([write(tmp_path, f"dataset: {spec_path}\n")], env="local")
+    assert registered_model_name(cfg) == "credit_spark_tiny"
+    bad = write(tmp_path, f"dataset: {spec_path}\ntracking: {{registered_model: 'team/models'}}\n", "bad.yaml")
+    with pytest.raises(ConfigError, match=r"tracking\.registered_model: the MLflow registered model name "
+                                          r"'team/models' cannot contain"):
+        load_config([bad], env="local")
+
+
 @pytest.mark.parametrize("change, message", [
     (SPEC.replace("name: tiny\n", ""), r"name: required key is missing"),
     (SPEC.replace("{min: 0, max: 10}", "{min: 10, max: 0}"), r"numeric\.income: min 10\.0 is greater than max 0\.0"),
