@@ -133,6 +133,10 @@ class DatasetSpec:
     #: null: records have no period; a run date scores all of them
     period: PeriodSpec | None = None
     pii: list[str] = field(default_factory=list)
+    #: canonical column name -> the input file's header text for it (any text: dots, spaces), for
+    #: extracts whose headers cannot be spec names; unmapped columns are found by their own name.
+    #: Either way headers match trimmed and case-insensitively
+    source_columns: dict[str, str] = field(default_factory=dict)
     numeric: dict[str, NumericRule] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
     duration_months: list[str] = field(default_factory=list)
@@ -567,6 +571,14 @@ def validate_spec(spec: DatasetSpec, source: str) -> None:
         if groups != len(rule.parts):
             raise ConfigError(f"{source}: splits.{column}: pattern has {groups} group(s) but "
                               f"{len(rule.parts)} part name(s)")
+    unknown = [c for c in spec.source_columns if c not in spec.all_columns()]
+    if unknown:
+        raise ConfigError(f"{source}: source_columns: {unknown} are not columns of the spec (map a spec column "
+                          f"to its header text in the file: {{canonical_name: 'Header text'}})")
+    headers = [h.strip().lower() for h in spec.source_columns.values()]
+    if any(not h for h in headers) or len(set(headers)) != len(headers):
+        raise ConfigError(f"{source}: source_columns: header texts must be non-empty and distinct "
+                          f"(compared trimmed, ignoring case), got {list(spec.source_columns.values())}")
     parsed = set(spec.numeric) | set(spec.categorical) | set(spec.duration_months)
     for column in spec.stable:
         if column not in parsed:

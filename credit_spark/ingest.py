@@ -1,8 +1,11 @@
 """Ingest raw files into ``raw_records``; rows that cannot be ingested go to ``quarantine``.
 
 Contract:
-* columns are matched by name (the file's header), never by position; a file missing any column
-  the dataset spec requires stops before anything is written, naming the missing columns;
+* columns are matched by name (the file's header, trimmed and ignoring case, or the header text
+  that the spec's ``source_columns`` maps to a column), never by position; a file missing any
+  column the dataset spec requires stops before anything is written, naming the missing columns;
+* CSV may be compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.deflate``: Spark's codecs decompress
+  them by extension), one file or a folder of files, mixed compression allowed;
 * every row read ends up in exactly one place: ``rows_read = rows_ingested + rows_quarantined``;
 * re-ingesting the same file changes nothing: ``raw_records`` is merged on the record id, and a
   batch's quarantine rows are replaced, not appended.
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 FORMATS = ("csv", "parquet")
+#: file endings read per format (Hadoop's codecs decompress CSV by its extension)
+EXTENSIONS = {"csv": (".csv", ".csv.gz", ".csv.bz2", ".csv.deflate"), "parquet": (".parquet",)}
 
 # quarantine reasons (a stable vocabulary that analysts can group by)
 MALFORMED = "malformed_row"
@@ -68,14 +73,14 @@ def list_input_files(spark: SparkSession, path: str, fmt: str | None) -> tuple[s
         found = sorted((r[0], int(r[1]), int(r[2])) for r in listing.collect())
     except AnalysisException as exc:
         raise CreditSparkError(f"cannot read input {path}: {str(exc).splitlines()[0]}") from exc
-    by_format = {f: [x for x in found if x[0].endswith(f".{f}")] for f in FORMATS}
+    by_format = {f: [x for x in found if x[0].lower().endswith(EXTENSIONS[f])] for f in FORMATS}
     if fmt is None:
         present = [f for f, files in by_format.items() if files]
         if len(present) > 1:
             raise CreditSparkError(f"{path} holds both {' and '.join(present)} files: pass --format")
         fmt = present[0] if present else "csv"
     if not by_format[fmt]:
-        raise NoRecordsError(f"no *.{fmt} files found at {path}")
+        raise NoRecordsError(f"no {' / '.join('*' + e for e in EXTENSIONS[fmt])} files found at {path}")
     return fmt, by_format[fmt]
 
 
@@ -91,6 +96,24 @@ def _header(spark: SparkSession, path: str, fmt: str) -> list[str]:
     return spark.read.parquet(path).columns
 
 
+def header_key(name: str) -> str:
+    """How a header name is compared with the spec's: trimmed, ignoring case."""
+    return name.strip().lower()
+
+
+def match_header(header: tuple[str, ...], spec: DatasetSpec) -> dict[str, str]:
+    """Spec column -> the file's header name for it, for the spec columns this header has:
+    through ``source_columns`` where the spec maps the column, else by its own name."""
+    found = {header_key(h): h for h in header}
+    wanted = {c: spec.source_columns.get(c, c) for c in spec.all_columns()}
+    return {c: found[header_key(w)] for c, w in wanted.items() if header_key(w) in found}
+
+
+def _quoted(name: str) -> Column:
+    """A column by its exact name, whatever characters it holds (dots, spaces)."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
 def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec) -> DataFrame:
     """Read exactly the listed files as all-string columns matched by each file's own header names.
 
@@ -103,11 +126,13 @@ def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec)
         groups.setdefault(tuple(_header(spark, path, fmt)), []).append(path)
     frames = []
     for header, paths in groups.items():
-        missing = [c for c in spec.required_columns() if c not in header]
+        columns = match_header(header, spec)
+        missing = [c for c in spec.required_columns() if c not in columns]
         if missing:
-            raise MissingColumnError(f"{paths[0]} is missing required column(s): {', '.join(missing)} "
+            named = [f"{c} (header '{spec.source_columns[c]}')" if c in spec.source_columns else c for c in missing]
+            raise MissingColumnError(f"{paths[0]} is missing required column(s): {', '.join(named)} "
                                      f"(dataset spec '{spec.name}')")
-        extra = [c for c in header if c not in spec.all_columns()]
+        extra = [c for c in header if c not in columns.values()]
         if extra:
             logger.warning("ignoring %d column(s) not in dataset spec '%s': %s", len(extra), spec.name, extra)
         if fmt == "csv":
@@ -120,8 +145,9 @@ def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec)
                   .csv(paths))
         else:
             df = spark.read.parquet(*paths).withColumn(CORRUPT, F.lit(None).cast("string"))
-        label = F.col(spec.label.column) if spec.label.column in header else F.lit(None)  # unlabelled file
-        frames.append(df.select(*[F.col(c).cast("string").alias(c) for c in spec.required_columns()],
+        label = (_quoted(columns[spec.label.column]) if spec.label.column in columns
+                 else F.lit(None))    # an unlabelled file
+        frames.append(df.select(*[_quoted(columns[c]).cast("string").alias(c) for c in spec.required_columns()],
                                 label.cast("string").alias(spec.label.column), CORRUPT,
                                 F.col("_metadata.file_path").alias("source_file")))
     out = frames[0]

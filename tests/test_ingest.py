@@ -152,3 +152,52 @@ def test_parquet_folder_input(spark, tiny_cfg, tmp_path):
         .write.parquet(str(tmp_path / "in.parquet"))
     result = ingest(spark, tiny_cfg, str(tmp_path / "in.parquet"))
     assert (result.rows_read, result.rows_ingested, result.rows_quarantined) == (2, 2, 0)
+
+
+def test_compressed_csv_ingests_like_the_plain_file(spark, tiny_cfg, tmp_path):
+    """Banks deliver .csv.gz and .csv.bz2: one folder with both (and a plain file) reads every row."""
+    import bz2
+    import gzip
+
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    plain = write_csv(tmp_path / "plain.csv", HEADER, MIXED)
+    text = open(plain, "rb").read()
+    (folder / "part1.csv.gz").write_bytes(gzip.compress(text))
+    (folder / "part2.csv.bz2").write_bytes(bz2.compress(text.replace(b"1,C1,March", b"11,C11,March")))
+    result = ingest(spark, tiny_cfg, str(folder))
+    assert result.files == 2 and result.rows_read == 2 * len(MIXED)
+    assert result.rows_ingested + result.rows_quarantined == result.rows_read
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS))
+    assert sorted(r.ID for r in raw.select("ID").collect()) == ["1", "11", "8", "9"]
+
+
+def test_headers_match_trimmed_ignoring_case_and_through_source_columns(spark, tiny_cfg, tmp_path):
+    """An extract's header is ingested unmodified: lower-cased names, padding, and a label whose
+    header text (dots, spaces) cannot be a spec column name, mapped by the spec."""
+    spec = dataclasses.replace(TINY, source_columns={"Score": "default.payment next month"})
+    cfg = dataclasses.replace(tiny_cfg, spec=spec)
+    src = write_csv(tmp_path / "extract.csv", " id ,CUST,month,name,Age,default.payment next month",
+                    ["1,C1,March,Ann,30,Good", "2,C2,April,Bo,41,Poor"])
+    result = ingest(spark, cfg, src)
+    assert (result.rows_read, result.rows_ingested, result.rows_quarantined) == (2, 2, 0)
+    rows = sorted(spark.read.format("delta").load(cfg.table_path(RAW_RECORDS)).select("ID", "Cust", "Score").collect())
+    assert [tuple(r) for r in rows] == [("1", "C1", "Good"), ("2", "C2", "Poor")]
+    # a mapped header that is absent is named with the text the spec looks for
+    other = write_csv(tmp_path / "other.csv", "ID,Cust,Month,Name,Age", ["3,C3,May,Cy,50"])
+    unlabelled = ingest(spark, cfg, other)                  # the label is optional, mapped or not
+    assert unlabelled.rows_ingested == 1
+    missing = write_csv(tmp_path / "missing.csv", "ID,Cust,Name,Age", ["3,C3,Cy,50"])
+    with pytest.raises(MissingColumnError, match=r"missing required column\(s\): Month"):
+        ingest(spark, cfg, missing)
+
+
+def test_source_columns_must_name_spec_columns(tmp_path):
+    from credit_spark.config import load_dataset_spec
+    from credit_spark.errors import ConfigError
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nrecord_id: id\nlabel: {column: y, classes: [a, b]}\n"
+                    "source_columns: {target: 'default.payment.next.month'}\n")
+    with pytest.raises(ConfigError, match=r"source_columns: \['target'\] are not columns of the spec"):
+        load_dataset_spec(str(path))
