@@ -80,8 +80,26 @@ def list_input_files(spark: SparkSession, path: str, fmt: str | None) -> tuple[s
             raise CreditSparkError(f"{path} holds both {' and '.join(present)} files: pass --format")
         fmt = present[0] if present else "csv"
     if not by_format[fmt]:
+        empty = empty_local_files(path, EXTENSIONS[fmt])
+        if empty:       # Spark lists no empty file: say what is there rather than "no files"
+            more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+            raise NoRecordsError(f"{empty[0]} is empty (0 bytes){more}: nothing to ingest")
         raise NoRecordsError(f"no {' / '.join('*' + e for e in EXTENSIONS[fmt])} files found at {path}")
     return fmt, by_format[fmt]
+
+
+def empty_local_files(path: str, extensions: tuple[str, ...]) -> list[str]:
+    """Zero-byte data files at a local ``path`` (a file or a folder); remote paths: none known."""
+    import os
+
+    local = path.removeprefix("file://").removeprefix("file:")
+    if "://" in local:
+        return []
+    if os.path.isfile(local):
+        candidates = [local]
+    else:
+        candidates = [os.path.join(root, f) for root, _, files in os.walk(local) for f in files]
+    return sorted(p for p in candidates if p.lower().endswith(extensions) and os.path.getsize(p) == 0)
 
 
 def batch_id_for(files: list[tuple[str, int, int]]) -> str:
@@ -109,6 +127,22 @@ def match_header(header: tuple[str, ...], spec: DatasetSpec) -> dict[str, str]:
     return {c: found[header_key(w)] for c, w in wanted.items() if header_key(w) in found}
 
 
+def _shown(header: tuple[str, ...], most: int = 8) -> str:
+    names = [repr(h[:60]) for h in header[:most]]
+    return "[" + ", ".join(names) + (f", ... {len(header) - most} more" if len(header) > most else "") + "]"
+
+
+def _header_hint(header: tuple[str, ...]) -> str:
+    """Why a header matches nothing, when it can be told: another delimiter, or not a text file."""
+    if len(header) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if delimiter in header[0]:
+                return f" (one column holding {name}: the file is not comma-separated; convert it to commas)"
+        if any(not ch.isprintable() for ch in header[0]):
+            return " (unprintable characters: is it a text CSV file?)"
+    return " (is it the right file, or does the spec need source_columns for these headers?)"
+
+
 def _quoted(name: str) -> Column:
     """A column by its exact name, whatever characters it holds (dots, spaces)."""
     return F.col("`" + name.replace("`", "``") + "`")
@@ -128,6 +162,9 @@ def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec)
     for header, paths in groups.items():
         columns = match_header(header, spec)
         missing = [c for c in spec.required_columns() if c not in columns]
+        if missing and len(missing) == len(spec.required_columns()):
+            raise MissingColumnError(f"{paths[0]} has none of the {len(missing)} columns dataset spec '{spec.name}' "
+                                     f"requires; its header reads {_shown(header)}{_header_hint(header)}")
         if missing:
             named = [f"{c} (header '{spec.source_columns[c]}')" if c in spec.source_columns else c for c in missing]
             raise MissingColumnError(f"{paths[0]} is missing required column(s): {', '.join(named)} "

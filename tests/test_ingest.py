@@ -201,3 +201,19 @@ def test_source_columns_must_name_spec_columns(tmp_path):
                     "source_columns: {target: 'default.payment.next.month'}\n")
     with pytest.raises(ConfigError, match=r"source_columns: \['target'\] are not columns of the spec"):
         load_dataset_spec(str(path))
+
+
+def test_an_empty_file_says_it_is_empty(spark, tiny_cfg, tmp_path):
+    from credit_spark.errors import NoRecordsError
+
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(NoRecordsError, match=r"empty\.csv is empty \(0 bytes\)"):
+        ingest(spark, tiny_cfg, str(tmp_path / "empty.csv"))
+
+
+def test_a_file_matching_no_column_shows_its_header_and_the_likely_delimiter(spark, tiny_cfg, tmp_path):
+    src = write_csv(tmp_path / "semicolons.csv", HEADER.replace(",", ";"), ["1;C1;March;Ann;30;Good"])
+    with pytest.raises(MissingColumnError, match=r"has none of the 5 columns .* header reads "
+                                                 r"\['ID;Cust;Month;Name;Age;Score'\] .*semicolons"):
+        ingest(spark, tiny_cfg, src)
+    assert not table_exists(spark, tiny_cfg.table_path(RAW_RECORDS))
