@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -107,12 +108,26 @@ def _score(spark, cfg: Config, args) -> None:
           f"(features v{r.features_version}) -> scores v{r.scores_version}")
 
 
+#: which command writes each lake table (named when a query reads one that is not there yet)
+WRITTEN_BY = {"raw_records": "ingest", "quarantine": "ingest", "data_quality": "ingest / features",
+              "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score"}
+
+
 def _sql(spark, cfg: Config, args) -> None:
+    from pyspark.errors import AnalysisException
+
+    from credit_spark.errors import CreditSparkError
     from credit_spark.tables import register_views
 
     tables = register_views(spark, cfg)
     logger.info("tables available to SQL: %s", ", ".join(tables) or "none")
-    spark.sql(args.query).show(args.limit, truncate=False)
+    try:
+        spark.sql(args.query).show(args.limit, truncate=False)
+    except AnalysisException as exc:   # ParseException too: one line, exit 2, no traceback
+        first = str(exc).strip().splitlines()[0]
+        absent = [t for t in WRITTEN_BY if t not in tables and re.search(rf"\b{t}\b", args.query, re.I)]
+        hint = "".join(f"; table {t} does not exist yet: `credit-spark {WRITTEN_BY[t]}` writes it" for t in absent)
+        raise CreditSparkError(f"{first}{hint} (tables: {', '.join(tables) or 'none'})") from None
 
 
 def _demo(spark, cfg: Config, args) -> None:
@@ -283,6 +298,11 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # xgboost.spark logs each training and inference call at INFO on its own handler
     logging.getLogger("XGBoost-PySpark").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # PySpark logs every analysis error with its JVM stack as one JSON line on its own handler;
+    # the CLI reports the error itself, in one line (main), so these stay quiet unless --verbose
+    from pyspark.logger import PySparkLogger
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

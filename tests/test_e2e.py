@@ -88,6 +88,21 @@ def test_sql_command_sees_tables_by_short_name(spark, lake_after_demo, capsys):
     assert "|150|" in out.replace(" ", "")
 
 
+def test_sql_errors_are_one_line_and_name_the_command_that_writes_a_missing_table(lake_after_demo, tmp_path,
+                                                                                 capsys):
+    _, common = lake_after_demo
+    assert cli(*common, "sql", "SELEC count(*) FROM scores") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("credit-spark sql: error: [PARSE_SYNTAX_ERROR]") and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert cli(*common, "sql", "SELECT nope FROM scores") == 2
+    assert "nope" in capsys.readouterr().err
+    empty = ["--lake", str(tmp_path / "fresh")]
+    assert cli(*empty, "sql", "SELECT * FROM scores") == 2
+    err = capsys.readouterr().err
+    assert "table scores does not exist yet: `credit-spark score` writes it" in err and len(err.strip().splitlines()) == 1
+
+
 def test_train_writes_a_report_and_the_report_command_rerenders_it(lake_after_demo, tmp_path, capsys):
     lake, common = lake_after_demo
     written = sorted((Path(lake) / "reports").glob("run-1-*"))
