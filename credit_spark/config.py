@@ -511,6 +511,22 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _read_yaml(p.read_text(encoding="utf-8"), str(p))
 
 
+def check_keys(data: Mapping[str, Any], cls: type, source: str, key: str = "") -> Mapping[str, Any]:
+    """Stop on a key that ``cls`` does not have, naming the file it came from (after the merge,
+    the file is no longer known). Types are checked later, on the merged config."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "spec"]
+    for name, value in data.items():
+        sub = f"{key}.{name}" if key else name
+        if name not in names:
+            raise ConfigError(f"{source}: unknown key '{sub}' (known keys{f' of {key}' if key else ''}: "
+                              f"{', '.join(names)})")
+        inner = [t for t in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(t)]
+        if inner and isinstance(value, Mapping):
+            check_keys(value, inner[0], source, sub)
+    return data
+
+
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``overlay`` into a copy of ``base``: nested mappings merge, anything else replaces."""
     out = copy.deepcopy(dict(base))
@@ -607,9 +623,9 @@ def load_config(overlays: list[str] | None = None, env: str | None = None,
     """Resolve the layered config (see module docstring) into a validated :class:`Config`."""
     env = env or os.environ.get(ENV_VAR) or DEFAULT_ENV
     data = _read_shipped("base.yaml")
-    data = deep_merge(data, _read_shipped(f"{env}.yaml"))
+    data = deep_merge(data, check_keys(_read_shipped(f"{env}.yaml"), Config, f"conf/{env}.yaml"))
     for path in overlays or []:
-        data = deep_merge(data, _read_file(path))
+        data = deep_merge(data, check_keys(_read_file(path), Config, str(path)))
     if lake:
         data = deep_merge(data, {"lake": {"root": lake}})
     return config_from_dict(data, source=f"config (env={env})")

@@ -45,7 +45,7 @@ def test_env_var_selects_overlay(monkeypatch):
 
 def test_unknown_key_is_named(tmp_path):
     overlay = write(tmp_path, "train:\n  test_fracton: 0.3\n")
-    with pytest.raises(ConfigError, match=r"train: unknown key 'test_fracton'"):
+    with pytest.raises(ConfigError, match=r"overlay\.yaml: unknown key 'train\.test_fracton' \(known keys of train: "):
         load_config([overlay], env="local")
 
 
@@ -195,3 +195,13 @@ def test_neural_network_overlay_and_gpu_switch(tmp_path):
     assert cfg.train.algorithms[-1] == "neural_network"
     assert cfg.train.neural_network.use_gpu is True and cfg.train.neural_network.backend == "torch_distributor"
     assert load_config(env="local").train.neural_network.use_gpu == "auto"
+
+
+def test_an_unknown_key_names_the_overlay_file_it_came_from(tmp_path):
+    good = write(tmp_path, "train:\n  random_forest: {num_trees: 5}\n", "good.yaml")
+    bad = write(tmp_path, "train:\n  randm_forest: {num_trees: 5}\n", "typo.yaml")
+    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown key 'train\.randm_forest' \(known keys of train: "):
+        load_config([good, bad], env="local")
+    deep = write(tmp_path, "train:\n  xgboost: {n_estimator: 5}\n", "deep.yaml")
+    with pytest.raises(ConfigError, match=r"deep\.yaml: unknown key 'train\.xgboost\.n_estimator'"):
+        load_config([good, deep], env="local")
