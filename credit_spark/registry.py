@@ -80,18 +80,26 @@ def registered_model_name(cfg: Config) -> str:
     return name
 
 
-def configure(cfg: Config) -> str:
-    """Point MLflow at the configured stores and return the experiment id (created on first use)."""
+def configure(cfg: Config, create: bool = True) -> str:
+    """Point MLflow at the configured stores and return the experiment id (created on first use).
+    ``create=False`` is for commands that only read (score, report): where nothing was trained
+    yet they stop, naming what is missing, and leave no store or experiment behind."""
     import mlflow
 
     uri = tracking_uri(cfg)
+    hint = "run `credit-spark train` first"
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not create and not database.is_file():
+            raise ModelNotFoundError(f"no MLflow store at {database} (lake {cfg.lake.root}): {hint}")
+        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(cfg.tracking.registry_uri or uri)
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
+    if not create:
+        raise ModelNotFoundError(f"no MLflow experiment '{cfg.tracking.experiment}' in {uri}: {hint}")
     artifacts = None
     if not cfg.tracking.uri:    # embedded default: artifacts beside the database, in the lake
         artifacts = (local_lake(cfg) / "mlflow" / "artifacts").resolve().as_uri()
@@ -192,7 +200,7 @@ def resolve(cfg: Config, choice: str = "champion") -> ModelRecord:
     """The model version to score with: the alias holder, or an algorithm's latest version."""
     from mlflow.exceptions import MlflowException
 
-    configure(cfg)
+    configure(cfg, create=False)
     name = registered_model_name(cfg)
     hint = "run `credit-spark train` first"
     try:

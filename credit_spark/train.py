@@ -509,7 +509,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
 
 def render_report(cfg: Config, run_id: str | None = None, out: str | None = None) -> Path:
     """Re-render a training run's report from its results stored in MLflow (latest run by default)."""
-    experiment_id = registry.configure(cfg)
+    experiment_id = registry.configure(cfg, create=False)
     if run_id is None:
         runs = registry.training_runs(experiment_id, order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:

@@ -164,9 +164,16 @@ def test_probability_metrics_by_hand(spark):
 
 
 def test_score_without_a_trained_model_fails_before_writing(spark, features_lake):
-    with pytest.raises(ModelNotFoundError, match="run `credit-spark train` first"):
+    from pathlib import Path
+
+    from credit_spark.train import render_report
+
+    with pytest.raises(ModelNotFoundError, match="no MLflow store at .*mlflow.db .*run `credit-spark train` first"):
         score_run_date(spark, features_lake, date(2026, 9, 30))
     assert not table_exists(spark, features_lake.table_path(SCORES))
+    with pytest.raises(ModelNotFoundError, match="no MLflow store at"):
+        render_report(features_lake)
+    assert not (Path(features_lake.lake.root) / "mlflow").exists()      # a read command creates no store
 
 
 def test_train_without_features_names_the_missing_table(spark, small_cfg):
