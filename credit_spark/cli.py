@@ -305,6 +305,20 @@ def configure_logging(verbose: bool) -> None:
         PySparkLogger.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
+def with_scratch_warehouse(cfg: Config) -> Config:
+    """Without a metastore schema (``lake.schema``) nothing is a managed table, yet Spark makes
+    an empty ``spark-warehouse/`` in the working folder at start: point it at a temporary folder
+    instead, unless the config sets ``spark.sql.warehouse.dir`` itself."""
+    import dataclasses
+    import tempfile
+
+    if cfg.lake.schema or "spark.sql.warehouse.dir" in cfg.spark.conf:
+        return cfg
+    scratch = str(Path(tempfile.gettempdir()) / "credit_spark-warehouse")
+    return dataclasses.replace(cfg, spark=dataclasses.replace(
+        cfg.spark, conf={**cfg.spark.conf, "spark.sql.warehouse.dir": scratch}))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
@@ -316,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         from credit_spark.session import get_spark
 
-        spark = None if args.command in NO_SPARK else get_spark(cfg.spark)
+        spark = None if args.command in NO_SPARK else get_spark(with_scratch_warehouse(cfg).spark)
         if spark is not None:
             from credit_spark.tables import ensure_schema
             ensure_schema(spark, cfg)

@@ -205,3 +205,17 @@ def test_an_unknown_key_names_the_overlay_file_it_came_from(tmp_path):
     deep = write(tmp_path, "train:\n  xgboost: {n_estimator: 5}\n", "deep.yaml")
     with pytest.raises(ConfigError, match=r"deep\.yaml: unknown key 'train\.xgboost\.n_estimator'"):
         load_config([good, deep], env="local")
+
+
+def test_commands_keep_spark_warehouse_out_of_the_working_folder(tmp_path):
+    import dataclasses
+
+    from credit_spark.cli import with_scratch_warehouse
+
+    cfg = load_config(env="local", lake=str(tmp_path / "lake"))
+    warehouse = with_scratch_warehouse(cfg).spark.conf["spark.sql.warehouse.dir"]
+    assert not warehouse.startswith(str(Path.cwd())) and warehouse.endswith("credit_spark-warehouse")
+    own = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf={"spark.sql.warehouse.dir": "/w"}))
+    assert with_scratch_warehouse(own).spark.conf["spark.sql.warehouse.dir"] == "/w"
+    metastore = dataclasses.replace(cfg, lake=dataclasses.replace(cfg.lake, schema="credit"))
+    assert "spark.sql.warehouse.dir" not in with_scratch_warehouse(metastore).spark.conf
