@@ -130,6 +130,13 @@ def _sql(spark, cfg: Config, args) -> None:
         raise CreditSparkError(f"{first}{hint} (tables: {', '.join(tables) or 'none'})") from None
 
 
+def _spec(spark, cfg: Config, args) -> None:
+    from credit_spark.spec_draft import draft
+
+    out = draft(spark, args.input, args.label, args.out, name=args.name)
+    print(f"drafted {out}: review it, then train with an overlay `dataset: {out}`")
+
+
 def _demo(spark, cfg: Config, args) -> None:
     """generate -> ingest -> features -> train -> score -> sql, timing each step."""
     work = Path(args.work).resolve()
@@ -214,6 +221,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
+    "spec": (_spec, "draft a dataset spec from a file: `spec draft --input FILE --label COL [--out spec.yaml]`"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
     "bench": (_bench, "time every stage at several sizes, side by side with a pandas + scikit-learn baseline"),
 }
@@ -262,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p["report"].add_argument("--run-id", default=None, help="MLflow run id (default: the latest training run)")
     p["report"].add_argument("--out", default=None, help="output folder (default: <lake>/reports/run-N-<id>)")
 
+    p["spec"].add_argument("action", choices=["draft"], help="draft: profile --input and write a commented spec")
+    p["spec"].add_argument("--input", required=True, help="a CSV (plain or compressed) or Parquet file or folder")
+    p["spec"].add_argument("--label", required=True, help="the label column (its header text)")
+    p["spec"].add_argument("--out", default="spec.yaml", help="where to write the spec (default spec.yaml)")
+    p["spec"].add_argument("--name", default=None, help="the spec's name (default: the file name of --out)")
     p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
     p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")
 
