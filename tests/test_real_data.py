@@ -66,3 +66,50 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     assert scored.rows == result.rows_ingested   # no period: every record is scored
     scores = spark.read.format("delta").load(german.table_path("scores"))
     assert {"prob_good", "prob_bad"} <= set(scores.columns)
+
+
+def _draft_and_train(spark, cfg, tmp_path, sample, label: str, inputs: list):
+    """Draft a spec from ``sample`` and run ingest -> features -> train with it, unedited."""
+    import dataclasses
+
+    from credit_spark.config import load_config
+    from credit_spark.spec_draft import draft
+    from credit_spark.train import train
+
+    spec_path = draft(spark, str(sample), label, str(tmp_path / "drafted.yaml"))
+    overlay = tmp_path / "my.yaml"           # the cheap end of the config: the spec is under test
+    overlay.write_text(f"dataset: {spec_path}\ntrain:\n  algorithms: [logistic_regression, scorecard]\n"
+                       "  selection: {method: holdout}\n  tuning: {method: none}\n"
+                       "  comparison: {bootstrap_samples: 200}\n")
+    drafted = dataclasses.replace(load_config([str(overlay)], env="local", lake=cfg.lake.root), spark=cfg.spark)
+    for path in inputs:
+        result = ingest(spark, drafted, str(path))
+        assert result.rows_ingested + result.rows_quarantined == result.rows_read
+        assert result.rows_quarantined == 0
+    assert run_features(spark, drafted).rows > 0
+    return drafted, train(spark, drafted)
+
+
+def test_a_drafted_kaggle_spec_runs_end_to_end_unedited(spark, cfg, shared_data, tmp_path):
+    folder = shared_data / "kaggle_credit_score"
+    drafted, trained = _draft_and_train(spark, cfg, tmp_path, folder / "august_labeled_sample.csv", "Credit_Score",
+                                        [folder / "august_labeled_sample.csv", folder / "sep_dec_unlabeled.csv"])
+    spec = drafted.spec
+    assert spec.label.classes == ["Good", "Standard", "Poor"] and set(spec.pii) == {"Name", "SSN"}
+    assert (spec.record_id, spec.customer_id, spec.period.column) == ("ID", "Customer_ID", "Month")
+    assert spec.duration_months == ["Credit_History_Age"] and "Type_of_Loan" in spec.lists
+    assert trained.metrics["logistic_regression"].macro_f1 > 0.5, trained.metrics["logistic_regression"].headline()
+    features = spark.read.format("delta").load(drafted.table_path(FEATURES))
+    dirty = features.select(F.explode(F.array(*[c for c, t in features.dtypes if t == "string"
+                                                 and c not in ("record_id", "customer_id")])).alias("v"))
+    assert dirty.where(F.col("v").rlike(PLACEHOLDERS_AND_DIRT)).count() == 0
+    assert features.where((F.col("Age") > 120) | (F.col("Num_Bank_Accounts") > 100)).count() == 0
+
+
+def test_a_drafted_german_spec_runs_end_to_end_unedited(spark, cfg, shared_data, tmp_path):
+    sample = shared_data / "german_credit" / "german_credit.csv"
+    drafted, trained = _draft_and_train(spark, cfg, tmp_path, sample, "creditability", [sample])
+    assert drafted.spec.label.classes == ["good", "bad"] and drafted.spec.record_id is None
+    assert set(drafted.spec.pii) == {"personal_status_and_sex", "foreign_worker"}   # protected attributes
+    assert drafted.spec.age_column == "age_in_years"
+    assert trained.metrics["logistic_regression"].auc > 0.7, trained.metrics["logistic_regression"].headline()
