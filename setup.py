@@ -37,7 +37,7 @@ setup(
         "scikit-learn>=1.4",
     ],
     extras_require={
-        "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],
+        "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4"],
         "bench": ["psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.

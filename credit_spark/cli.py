@@ -24,7 +24,7 @@ from credit_spark.errors import CreditSparkError
 logger = logging.getLogger("credit_spark.cli")
 
 EXIT_USER_ERROR = 2
-NO_SPARK = {"catalog", "report"}   # subcommands that only read config
+NO_SPARK = {"catalog", "report", "schema"}   # subcommands that only read config
 
 
 # --------------------------------------------------------------------------- handlers
@@ -137,6 +137,17 @@ def _spec(spark, cfg: Config, args) -> None:
     print(f"drafted {out}: review it, then train with an overlay `dataset: {out}`")
 
 
+def _schema(spark, cfg: Config, args) -> None:
+    from credit_spark.schema import schema_text
+
+    text = schema_text(args.kind)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+
+
 def _demo(spark, cfg: Config, args) -> None:
     """generate -> ingest -> features -> train -> score -> sql, timing each step."""
     work = Path(args.work).resolve()
@@ -222,9 +233,19 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
     "spec": (_spec, "draft a dataset spec from a file: `spec draft --input FILE --label COL [--out spec.yaml]`"),
+    "schema": (_schema, "print the JSON Schema of a dataset spec or of a config file (for editors); needs no Spark"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
     "bench": (_bench, "time every stage at several sizes, side by side with a pandas + scikit-learn baseline"),
 }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("credit_spark")
+    except PackageNotFoundError:      # a source tree that was never installed
+        return "(not installed)"
 
 
 def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
@@ -248,6 +269,7 @@ def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="credit-spark", description=__doc__.splitlines()[0],
                                      parents=[_global_options(for_subcommand=False)])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = {name: sub.add_parser(name, help=text, description=text, parents=[_global_options(for_subcommand=True)])
          for name, (_, text) in COMMANDS.items()}
@@ -275,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p["spec"].add_argument("--label", required=True, help="the label column (its header text)")
     p["spec"].add_argument("--out", default="spec.yaml", help="where to write the spec (default spec.yaml)")
     p["spec"].add_argument("--name", default=None, help="the spec's name (default: the file name of --out)")
+    p["schema"].add_argument("kind", choices=["spec", "config"], help="which file the schema describes")
+    p["schema"].add_argument("--out", default=None, help="write it here instead of printing it")
     p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
     p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")
 

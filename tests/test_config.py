@@ -219,3 +219,16 @@ def test_commands_keep_spark_warehouse_out_of_the_working_folder(tmp_path):
     assert with_scratch_warehouse(own).spark.conf["spark.sql.warehouse.dir"] == "/w"
     metastore = dataclasses.replace(cfg, lake=dataclasses.replace(cfg.lake, schema="credit"))
     assert "spark.sql.warehouse.dir" not in with_scratch_warehouse(metastore).spark.conf
+
+
+def test_version_and_schema_commands_need_no_spark(capsys):
+    import json
+
+    from credit_spark.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("credit-spark 0.")
+    assert main(["schema", "spec"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "credit_spark dataset spec" and "source_columns" in schema["properties"]
