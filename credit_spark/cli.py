@@ -362,8 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler, _ = COMMANDS[args.command]
     try:
         cfg = load_config(args.conf, env=args.env, lake=args.lake)
-        logger.info("command %s; dataset %s; lake %s; master %s", args.command, cfg.dataset,
-                    cfg.lake.root, cfg.spark.master or "(from spark-submit)")
+        logger.info("command %s; dataset %s; lake %s%s", args.command, cfg.dataset, cfg.lake.root,
+                    "" if args.command in NO_SPARK else f"; master {cfg.spark.master or '(from spark-submit)'}")
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         from credit_spark.session import get_spark
 
