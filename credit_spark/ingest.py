@@ -6,6 +6,9 @@ Contract:
   column the dataset spec requires stops before anything is written, naming the missing columns;
 * CSV may be compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.deflate``: Spark's codecs decompress
   them by extension), one file or a folder of files, mixed compression allowed;
+* a quoted field may hold line breaks: CSV is parsed record by record (``multiLine``), so such a
+  record is one row, not fragments. The price: each file is read by one task (as a gzip file
+  always is), so a large extract parallelises by being delivered as several files;
 * every row read ends up in exactly one place: ``rows_read = rows_ingested + rows_quarantined``;
 * re-ingesting the same file changes nothing: ``raw_records`` is merged on the record id, and a
   batch's quarantine rows are replaced, not appended.
@@ -178,7 +181,7 @@ def read_raw(spark: SparkSession, files: list[str], fmt: str, spec: DatasetSpec)
             df = (spark.read.schema(schema)
                   .option("header", True).option("enforceSchema", False)
                   .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-                  .option("multiLine", False).option("escape", '"')
+                  .option("multiLine", True).option("escape", '"')
                   .csv(paths))
         else:
             df = spark.read.parquet(*paths).withColumn(CORRUPT, F.lit(None).cast("string"))

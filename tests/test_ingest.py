@@ -217,3 +217,16 @@ def test_a_file_matching_no_column_shows_its_header_and_the_likely_delimiter(spa
                                                  r"\['ID;Cust;Month;Name;Age;Score'\] .*semicolons"):
         ingest(spark, tiny_cfg, src)
     assert not table_exists(spark, tiny_cfg.table_path(RAW_RECORDS))
+
+
+def test_quoted_fields_with_embedded_newlines_are_one_record(spark, tiny_cfg, tmp_path):
+    """A bank's export quotes a multi-line field: each record stays one row, and the counts add up
+    to the file's records (a line-by-line read split them into fragments, quarantined)."""
+    lines = [f'{i},C{i},March,"Ann\nof line {i}",{20 + i},Good' if i % 4 == 0 else f"{i},C{i},March,Bo,{20 + i},Poor"
+             for i in range(1, 41)]
+    src = write_csv(tmp_path / "multiline.csv", HEADER, [*lines, "41,C41,March,Cy,30,Good,extra"])
+    result = ingest(spark, tiny_cfg, src)
+    assert (result.rows_read, result.rows_ingested, result.rows_quarantined) == (41, 40, 1)
+    assert result.quarantine_reasons == {"malformed_row": 1}
+    raw = spark.read.format("delta").load(tiny_cfg.table_path(RAW_RECORDS))
+    assert raw.where(F.col("ID") == "4").first().Name == "Ann\nof line 4"
