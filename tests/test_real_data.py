@@ -113,3 +113,20 @@ def test_a_drafted_german_spec_runs_end_to_end_unedited(spark, cfg, shared_data,
     assert set(drafted.spec.pii) == {"personal_status_and_sex", "foreign_worker"}   # protected attributes
     assert drafted.spec.age_column == "age_in_years"
     assert trained.metrics["logistic_regression"].auc > 0.7, trained.metrics["logistic_regression"].headline()
+
+
+def test_gzipped_copies_of_the_samples_ingest_like_the_plain_files(spark, cfg, shared_data, tmp_path):
+    import dataclasses
+    import gzip
+
+    from credit_spark.config import load_config
+
+    german = dataclasses.replace(load_config([str(__import__("pathlib").Path(__file__).resolve().parents[1]
+                                                  / "conf" / "german.yaml")], lake=str(tmp_path / "german")),
+                                 spark=cfg.spark)
+    for config, sample, rows in ((cfg, shared_data / "kaggle_credit_score" / "august_labeled_sample.csv", 6260),
+                                 (german, shared_data / "german_credit" / "german_credit.csv", 1000)):
+        packed = tmp_path / f"{sample.name}.gz"
+        packed.write_bytes(gzip.compress(sample.read_bytes()))
+        result = ingest(spark, config, str(packed))
+        assert (result.rows_read, result.rows_ingested, result.rows_quarantined) == (rows, rows, 0), sample.name
