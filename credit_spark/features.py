@@ -30,7 +30,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from credit_spark.config import MONTH_NAMES, Config, DatasetSpec, NumericRule, PeriodSpec
-from credit_spark.errors import ConfigError, NoRecordsError
+from credit_spark.errors import ConfigError, MissingColumnError, NoRecordsError
 from credit_spark.tables import (FEATURES, RAW_RECORDS, current_version, overwrite_table, read_snapshot,
                                  read_table, rows_written)
 
@@ -118,6 +118,18 @@ def numeric_features(spec: DatasetSpec) -> list[str]:
 
 def categorical_features(spec: DatasetSpec) -> list[str]:
     return [f.name for f in feature_catalog(spec) if f.kind == "categorical"]
+
+
+def require_feature_columns(features: DataFrame, spec: DatasetSpec, version: int) -> None:
+    """Stop before any work when the ``features`` table lacks a column the spec's models need
+    (it was built with another spec, or before the spec changed): only the schema is read."""
+    needed = [RECORD_ID, CUSTOMER_ID, PERIOD, LABEL, *numeric_features(spec), *categorical_features(spec)]
+    present = set(features.columns)
+    missing = [c for c in needed if c not in present]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise MissingColumnError(f"features v{version} lacks column(s) {shown} that dataset spec '{spec.name}' "
+                                 f"needs (built with another spec?): run `credit-spark features`")
 
 
 def catalog_markdown(spec: DatasetSpec) -> str:

@@ -34,7 +34,7 @@ from credit_spark import monitoring, registry
 from credit_spark.config import Config, DatasetSpec, ScorecardSettings
 from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
 from credit_spark.features import (CUSTOMER_ID, HISTORY_SUFFIXES, PERIOD, RECORD_ID, Transform, feature_catalog,
-                                   period_for_run_date, slug)
+                                   period_for_run_date, require_feature_columns, slug)
 from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
 from credit_spark.sqltext import sql_string
@@ -295,6 +295,7 @@ def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRes
     model = with_coded_reasons(registry.load_model(cfg, record), spec, cfg.score.max_reasons)
     baseline = load_baseline(cfg, record)
     records, features_version = read_snapshot(spark, cfg, FEATURES)
+    require_feature_columns(records, spec, features_version)
     period = period_for_run_date(spec.period, run_date)
     if period is not None:
         records = records.where(F.col(PERIOD) == period)

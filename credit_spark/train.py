@@ -40,7 +40,7 @@ from credit_spark.decision import DecisionRule, DecisionRuleModel
 from credit_spark.ensemble import apply_stacker, fit_stacker, stack_features, stacker_model
 from credit_spark.errors import ModelNotFoundError, NoRecordsError
 from credit_spark.features import (CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, Transform, categorical_features,
-                                   numeric_features)
+                                   numeric_features, require_feature_columns)
 from credit_spark.metrics import ModelMetrics
 from credit_spark.monitoring import baseline_profile
 from credit_spark.reasons import (ReasonCodesModel, contribution_reasons, linear_reasons, points_reasons,
@@ -319,6 +319,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     if "xgboost" in settings.algorithms:
         require_xgboost()
     features, features_version = read_snapshot(spark, cfg, FEATURES)
+    require_feature_columns(features, spec, features_version)
     labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))
     splits = make_splits(labelled, settings)
     train_counts = class_counts(splits.train)

@@ -176,6 +176,22 @@ def test_score_without_a_trained_model_fails_before_writing(spark, features_lake
     assert not (Path(features_lake.lake.root) / "mlflow").exists()      # a read command creates no store
 
 
+def test_train_and_score_on_features_of_another_spec_stop_before_any_run(spark, features_lake):
+    """A spec that gained a column since `features` was built: named before any fit or MLflow run."""
+    import dataclasses
+
+    from credit_spark.config import NumericRule
+    from credit_spark.errors import MissingColumnError
+
+    spec = dataclasses.replace(features_lake.spec, numeric={**features_lake.spec.numeric, "Wealth": NumericRule()})
+    changed = dataclasses.replace(features_lake, spec=spec)
+    with pytest.raises(MissingColumnError, match=r"features v0 lacks column\(s\) Wealth that dataset spec "
+                                                 r"'credit_score' needs .*run `credit-spark features`"):
+        train(spark, changed)
+    experiment = registry.configure(changed)
+    assert registry.training_runs(experiment) == []
+
+
 def test_train_without_features_names_the_missing_table(spark, small_cfg):
     with pytest.raises(TableNotFoundError, match="table 'features' does not exist.*run `credit-spark features`"):
         train(spark, small_cfg)
