@@ -342,6 +342,31 @@ def configure_logging(verbose: bool) -> None:
         PySparkLogger.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
+#: subcommands that write to the lake (its folder must be creatable and writable before any work)
+WRITES_LAKE = {"ingest", "features", "train", "score", "demo"}
+
+
+def check_lake_writable(cfg: Config) -> None:
+    """A local lake folder that cannot be created or written stops the command before Spark starts
+    (otherwise the first Delta commit fails after the work). Remote lakes are checked by their first
+    write."""
+    import os
+
+    from credit_spark.errors import ConfigError
+    from credit_spark.registry import local_lake
+
+    lake = local_lake(cfg)
+    if lake is None or cfg.lake.schema:
+        return
+    existing = lake.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"lake.root {lake}: cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"lake.root {lake}: cannot be written: no write permission on {existing}")
+
+
 def with_scratch_warehouse(cfg: Config) -> Config:
     """Without a metastore schema (``lake.schema``) nothing is a managed table, yet Spark makes
     an empty ``spark-warehouse/`` in the working folder at start: point it at a temporary folder
@@ -367,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         from credit_spark.session import get_spark
 
+        if args.command in WRITES_LAKE:
+            check_lake_writable(cfg)
         spark = None if args.command in NO_SPARK else get_spark(with_scratch_warehouse(cfg).spark)
         if spark is not None:
             from credit_spark.tables import ensure_schema

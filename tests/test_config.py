@@ -232,3 +232,13 @@ def test_version_and_schema_commands_need_no_spark(capsys):
     assert main(["schema", "spec"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "credit_spark dataset spec" and "source_columns" in schema["properties"]
+
+
+def test_a_lake_that_cannot_be_created_stops_the_command_before_spark_starts(tmp_path, capsys):
+    from credit_spark.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["--lake", str(blocker / "lake"), "features"]) == 2
+    err = capsys.readouterr().err
+    assert f"lake.root {blocker / 'lake'}: cannot be created: {blocker} is a file" in err
