@@ -733,18 +733,7 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
         raise ConfigError(f"{source}: train.neural_network needs hidden_layers of positive widths, 0 <= dropout < 1, "
                           f"learning_rate > 0, batch_size 'auto' or >= 1 and max_epochs, patience, "
                           f"num_processes, num_bins, ensemble_size >= 1")
-    for key, values in nn.grid.items():
-        if key not in NETWORK_TUNABLE:
-            raise ConfigError(f"{source}: train.neural_network.grid: unknown parameter '{key}' "
-                              f"(tunable: {', '.join(NETWORK_TUNABLE)})")
-        if not values:
-            raise ConfigError(f"{source}: train.neural_network.grid.{key}: list at least one value")
-        try:   # each candidate must be a valid value of its setting
-            [_coerce(typing.get_type_hints(NeuralNetworkSettings)[key],
-                     int(v) if isinstance(v, float) and v.is_integer() and key != "dropout" else v,
-                     f"train.neural_network.grid.{key}[{i}]") for i, v in enumerate(values)]
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
+    check_grid(nn, "neural_network", list(NETWORK_TUNABLE), source)
     decision, k = train.decision, len(spec.label.classes)
     if decision.objective == "expected_cost":
         matrix = decision.cost_matrix
@@ -766,12 +755,25 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
         settings = getattr(train, algorithm)
         tunable = [f.name for f in dataclasses.fields(settings)
                    if f.name not in ("grid", "seed", "family", "num_workers", "device")]
-        for key, values in settings.grid.items():
-            if key not in tunable:
-                raise ConfigError(f"{source}: train.{algorithm}.grid: unknown parameter '{key}' "
-                                  f"(tunable: {', '.join(tunable)})")
-            if not values:
-                raise ConfigError(f"{source}: train.{algorithm}.grid.{key}: list at least one value")
+        check_grid(settings, algorithm, tunable, source)
+
+
+def check_grid(settings: Any, algorithm: str, tunable: list[str], source: str) -> None:
+    """Every grid key is a tunable setting, and every candidate a valid value of it (a YAML
+    ``[3, 5]`` reads as numbers: whole ones may tune an integer setting)."""
+    hints = typing.get_type_hints(type(settings))
+    for key, values in settings.grid.items():
+        if key not in tunable:
+            raise ConfigError(f"{source}: train.{algorithm}.grid: unknown parameter '{key}' "
+                              f"(tunable: {', '.join(tunable)})")
+        if not values:
+            raise ConfigError(f"{source}: train.{algorithm}.grid.{key}: list at least one value")
+        for i, value in enumerate(values):
+            whole = int(value) if isinstance(value, float) and value.is_integer() else value
+            try:
+                _coerce(hints[key], whole, f"train.{algorithm}.grid.{key}[{i}]")
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- typed building
