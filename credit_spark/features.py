@@ -238,9 +238,18 @@ def clean_columns(spec: DatasetSpec) -> Transform:
     """Type and clean every column the spec declares (numeric, duration, list, split, categorical)."""
     def transform(df: DataFrame) -> DataFrame:
         ph = spec.placeholders
+        # numbers in three projections (text, number, range), as parse_number and apply_range: in
+        # one expression each step repeats the one before (the range check reads the number four
+        # times, the number its text twice), and with a few dozen columns the generated code outgrew
+        # Java's 64 KB method limit (Spark fell back, logging a 250-line error). Spark's optimiser
+        # keeps projections apart whose columns the next one reads more than once.
+        numeric = list(spec.numeric)
+        if numeric:
+            df = df.withColumns({n: F.regexp_replace(clean_text(F.col(n), ph), r"^_+|_+$", "") for n in numeric})
+            df = df.withColumns({n: F.when(F.col(n).rlike(NUMBER_PATTERN), F.col(n).cast("double")) for n in numeric})
         exprs: dict[str, Column] = {}
         for name, rule in spec.numeric.items():
-            exprs[name] = apply_range(parse_number(F.col(name), ph), rule)
+            exprs[name] = apply_range(F.col(name), rule)
         for name in spec.duration_months:
             exprs[name] = duration_months(clean_text(F.col(name), ph))
         for name, rule in spec.lists.items():

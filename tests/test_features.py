@@ -96,3 +96,22 @@ def test_build_features_contract_drops_pii(spark):
         "record_id string, customer_id string, period int, Age double, History double, "
         "Loans_count double, Job string, label string")
     assertDataFrameEqual(out, want)
+
+
+def test_a_wide_spec_compiles_without_falling_back(spark):
+    """30 numeric columns with placeholders and ranges: the cleaning plan must fit Java's method
+    limit (it once fell back with a 250-line ERROR). With the fallback off, a failed compile raises."""
+    names = [f"x{i}" for i in range(30)]
+    spec = DatasetSpec(name="wide", record_id="id", label=LabelSpec(column="y", classes=["0", "1"]),
+                       placeholders=["NA", "_"], numeric={n: NumericRule(min=-4, max=5) for n in names})
+    rows = [(str(r), *[("NA" if (r + i) % 7 == 0 else f"{(r * i) % 11 - 5}_") for i in range(30)], str(r % 2))
+            for r in range(50)]
+    raw = spark.createDataFrame(rows, ", ".join(["id string", *[f"{n} string" for n in names], "y string"]))
+    previous = spark.conf.get("spark.sql.codegen.fallback")
+    spark.conf.set("spark.sql.codegen.fallback", "false")
+    try:
+        out = build_features(raw, spec).where(F.col("record_id") == "3").first()
+    finally:
+        spark.conf.set("spark.sql.codegen.fallback", previous)
+    assert out["x0"] is None and out["x4"] is None             # "-5_" is out of range, "NA" a placeholder
+    assert out["x1"] == pytest.approx(-2.0) and out["x2"] == pytest.approx(1.0)
