@@ -280,6 +280,15 @@ def load_baseline(cfg: Config, model: registry.ModelRecord) -> dict | None:
 # --------------------------------------------------------------------------- job
 def score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreResult:
     """Score the run date's records into ``scores`` and its statistics into ``monitoring``."""
+    from credit_spark.session import make_active
+
+    try:
+        return _score_run_date(spark, cfg, run_date)
+    finally:   # the night's own session must not stay the active one (see below)
+        make_active(spark)
+
+
+def _score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreResult:
     spec = cfg.spec
     classes = spec.label.classes
     record = registry.resolve(cfg, cfg.score.model)      # fail before reading or writing

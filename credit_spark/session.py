@@ -63,3 +63,15 @@ def get_spark(settings: SparkSettings) -> SparkSession:
 def spark_schedules_gpus(spark: SparkSession, key: str = "spark.task.resource.gpu.amount") -> bool:
     """True when Spark gives each task (or the driver, by ``key``) at least one GPU."""
     return float(spark.conf.get(key, "0") or 0) >= 1
+
+
+def make_active(spark: SparkSession) -> None:
+    """Make ``spark`` the thread's active session again. Work done in a ``newSession()`` (the
+    nightly scorer's) leaves that session active — ``createDataFrame`` activates its own session —
+    and a later ``getActiveSession()`` in the same process (the next CLI command) would reuse it.
+    Classic PySpark only; a Spark Connect session has no JVM handle here and is left alone."""
+    jsession = getattr(spark, "_jsparkSession", None)
+    if jsession is None:
+        return
+    SparkSession._activeSession = spark
+    SparkSession._get_j_spark_session_class(spark._jvm).setActiveSession(jsession)

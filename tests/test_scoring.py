@@ -192,8 +192,13 @@ def test_the_caller_session_can_still_fit_and_use_models_after_a_night(spark, tr
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.linalg import Vectors
 
+    from pyspark.sql import SparkSession
+
     cfg, _, _ = trained
     score_run_date(spark, cfg, SEPTEMBER)
+    # and the caller's session is the active one again: the next command of the same process
+    # (the CLI's get_spark reuses the active session) must not pick up the night's
+    assert SparkSession.getActiveSession()._jsparkSession.equals(spark._jsparkSession)
     df = spark.createDataFrame([(Vectors.dense([float(i)]), float(i % 2)) for i in range(20)], ["features", "label"])
     model = LogisticRegression(maxIter=5).fit(df)
     assert model.transform(df).groupBy("prediction").count().count() >= 1
