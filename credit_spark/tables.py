@@ -225,6 +225,8 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
         if table_exists(spark, path):
             read_delta(spark, path).createOrReplaceTempView(name)
             registered.append(name)
+        else:   # a view left by another lake in this session must not answer for this one
+            spark.catalog.dropTempView(name)
     if SCORES in registered and MONITORING in registered:
         registered += register_sql_views(spark, cfg.spec.label.classes)
     return registered
