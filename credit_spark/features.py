@@ -146,11 +146,20 @@ def clean_text(col: Column, placeholders: list[str]) -> Column:
     return F.when(~is_missing, trimmed)
 
 
+def number_text(col: Column, placeholders: list[str]) -> Column:
+    """A number's text: cleaned, stray underscores around it stripped ("52312.68_" -> "52312.68")."""
+    return F.regexp_replace(clean_text(col, placeholders), r"^_+|_+$", "")
+
+
+def text_to_number(text: Column) -> Column:
+    """Text that is a number as a double; anything else null."""
+    return F.when(text.rlike(NUMBER_PATTERN), text.cast("double"))
+
+
 def parse_number(col: Column, placeholders: list[str]) -> Column:
     """Text to double: stray underscores around a number are stripped ("52312.68_" -> 52312.68),
     placeholders and anything else that is not a number become null."""
-    text = F.regexp_replace(clean_text(col, placeholders), r"^_+|_+$", "")
-    return F.when(text.rlike(NUMBER_PATTERN), text.cast("double"))
+    return text_to_number(number_text(col, placeholders))
 
 
 def out_of_range(col: Column, rule: NumericRule) -> Column:
@@ -245,8 +254,8 @@ def clean_columns(spec: DatasetSpec) -> Transform:
         # keeps projections apart whose columns the next one reads more than once.
         numeric = list(spec.numeric)
         if numeric:
-            df = df.withColumns({n: F.regexp_replace(clean_text(F.col(n), ph), r"^_+|_+$", "") for n in numeric})
-            df = df.withColumns({n: F.when(F.col(n).rlike(NUMBER_PATTERN), F.col(n).cast("double")) for n in numeric})
+            df = df.withColumns({n: number_text(F.col(n), ph) for n in numeric})
+            df = df.withColumns({n: text_to_number(F.col(n)) for n in numeric})
         exprs: dict[str, Column] = {}
         for name, rule in spec.numeric.items():
             exprs[name] = apply_range(F.col(name), rule)

@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 
 from credit_spark.config import MONTH_NAMES, load_dataset_spec
 from credit_spark.errors import ConfigError, MissingColumnError
-from credit_spark.features import parse_number
+from credit_spark.features import NUMBER_PATTERN, parse_number
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def draft_spec(profile: Profile, name: str) -> Draft:
 def parse_number_text(token: str) -> float | None:
     """What the features stage makes of a token (stray underscores stripped), in Python."""
     text = token.strip().strip("_")
-    return float(text) if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text) else None
+    return float(text) if re.fullmatch(NUMBER_PATTERN, text) else None
 
 
 def list_items(p: ColumnProfile) -> list[str]:
