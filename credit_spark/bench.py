@@ -248,7 +248,9 @@ def scaling_exponents(results: list[dict], system: str) -> dict[str, dict[str, f
     for small, large in zip(results, results[1:]):
         a, b = small[system], large[system]
         for stage in a:
-            if stage in b and a[stage]["seconds"] > 0 and b[stage]["rows"] != a[stage]["rows"]:
+            # A stage timed at 0 s (rounded) has no exponent: log(0) is undefined.
+            if (stage in b and a[stage]["seconds"] > 0 and b[stage]["seconds"] > 0
+                    and b[stage]["rows"] != a[stage]["rows"]):
                 k = (math.log(b[stage]["seconds"] / a[stage]["seconds"])
                      / math.log(b[stage]["rows"] / a[stage]["rows"]))
                 out.setdefault(stage, {})[f"{small['rows']}->{large['rows']}"] = round(k, 3)

@@ -25,6 +25,13 @@ def test_scaling_exponent_by_hand():
     assert k["train"]["1000->10000"] == pytest.approx(0.5, abs=1e-3)  # 10x rows, sqrt(10)x time
 
 
+def test_a_stage_timed_at_zero_seconds_has_no_exponent():
+    # The baseline's tiny stages round to 0.0 s (CI failed on log(0) here).
+    small = _result(1000, {"features": 0.0, "train": 1.0}, {})
+    large = _result(10000, {"features": 0.5, "train": 0.0}, {})
+    assert scaling_exponents([small, large], "credit_spark") == {}
+
+
 def test_speed_ratio_is_time_per_row_of_comparable_work():
     result = _result(1000, {"ingest": 3.0, "features": 1.0, "train:logistic_regression": 4.0,
                             "train:random_forest": 2.0},
