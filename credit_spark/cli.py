@@ -185,8 +185,20 @@ def _demo(spark, cfg: Config, args) -> None:
         _sql(spark, cfg, argparse.Namespace(query=q, limit=20))
 
 
+def _require_bench() -> None:
+    """The benchmark lives outside the runtime package (``benchmarks/``, ``credit_spark_bench``);
+    checked before the config is read and Spark starts."""
+    try:
+        import credit_spark_bench.bench  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "credit_spark_bench":
+            raise CreditSparkError("needs the benchmark package: bash scripts/setup.sh bench "
+                                   "(or pip install -e ./benchmarks)") from None
+        raise
+
+
 def _bench(spark, cfg: Config, args) -> None:
-    from credit_spark.bench import STAGES, run_benchmark, to_markdown, write_outputs
+    from credit_spark_bench.bench import STAGES, run_benchmark, to_markdown, write_outputs
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
@@ -386,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handler, _ = COMMANDS[args.command]
     try:
+        if args.command == "bench":
+            _require_bench()
         cfg = load_config(args.conf, env=args.env, lake=args.lake)
         logger.info("command %s; dataset %s; lake %s%s", args.command, cfg.dataset, cfg.lake.root,
                     "" if args.command in NO_SPARK else f"; master {cfg.spark.master or '(from spark-submit)'}")

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""The benchmark (credit_spark.bench), as a script: the same as `credit-spark bench`.
+"""The benchmark (credit_spark_bench.bench, the benchmarks/ distribution), as a script: the same as
+`credit-spark bench`.
 
     .venv/bin/python scripts/benchmark.py --sizes 100000,1000000 --out bench_results
     .venv/bin/python scripts/benchmark.py --sizes 10000000 --stages generate,ingest,features --no-baseline
 
-Needs `scripts/setup.sh bench` (psutil, scikit-learn for the baseline; `nn` adds the network).
+Needs `bash scripts/setup.sh bench`, which installs benchmarks/ after credit_spark (psutil, scikit-learn
+and xxhash for the baseline; `nn` adds the network).
 """
 import sys
 

@@ -17,12 +17,12 @@ pytest.importorskip("xxhash")
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from credit_spark import baseline  # noqa: E402
 from credit_spark import features as spark_features  # noqa: E402
 from credit_spark.config import PeriodSpec, load_config, load_dataset_spec  # noqa: E402
 from credit_spark.features import CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, categorical_features, numeric_features  # noqa: E402
 from credit_spark.generate import generate_records, write_records  # noqa: E402
 from credit_spark.splits import customer_bucket, split_by_customer  # noqa: E402
+from credit_spark_bench import baseline  # noqa: E402
 
 
 @pytest.fixture(scope="module")

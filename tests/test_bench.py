@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from credit_spark.bench import comparisons, scaling_exponents, stage_record, to_markdown, write_outputs
+from credit_spark_bench.bench import comparisons, scaling_exponents, stage_record, to_markdown, write_outputs
 
 
 def _result(rows: int, spark_seconds: dict[str, float], baseline_seconds: dict[str, float]) -> dict:
@@ -66,9 +66,8 @@ def test_outputs_json_markdown_and_chart(tmp_path):
 @pytest.mark.e2e
 def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
     pytest.importorskip("sklearn", reason="the baseline needs scikit-learn (scripts/setup.sh bench)")
-    from credit_spark.bench import run_benchmark
-
     from credit_spark.neural import torch_available
+    from credit_spark_bench.bench import run_benchmark
 
     report = run_benchmark(spark, cfg, [1600, 3200], tmp_path / "work", ["generate", "ingest", "features", "nn"])
     first, second = report["results"]

@@ -780,7 +780,7 @@ def _json_safe(value):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m credit_spark.baseline --input DIR [--input DIR ...] --out result.json``.
+    """``python -m credit_spark_bench.baseline --input DIR [--input DIR ...] --out result.json``.
 
     Writes run_baseline's dict as JSON (stdout without ``--out``). Exit 0 on success; on a
     MemoryError writes ``{"error": "MemoryError", "stage": ...}`` and exits 3, so a benchmark
@@ -788,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from credit_spark.config import load_config, load_dataset_spec
 
-    parser = argparse.ArgumentParser(prog="python -m credit_spark.baseline",
+    parser = argparse.ArgumentParser(prog="python -m credit_spark_bench.baseline",
                                      description="pandas + scikit-learn baseline of the Spark pipeline")
     parser.add_argument("--input", action="append", required=True, metavar="PATH",
                         help="a CSV file or a folder of them (repeatable)")

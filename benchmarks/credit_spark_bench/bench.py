@@ -8,7 +8,7 @@ For each size (rows of labelled history; one fresh lake folder per size, deleted
   convergence by early stopping when torch is installed and the ``nn`` stage is selected), ``nn:epoch`` (one epoch of the network
   with 1 and with 2 processes) and ``score`` (the nightly job: scoring, reasons, Delta write and
   the monitoring table);
-* the baseline (:mod:`credit_spark.baseline`, in a child process with a memory cap, so its peak
+* the baseline (:mod:`credit_spark_bench.baseline`, in a child process with a memory cap, so its peak
   memory is its own and running out of memory is a result, not a crash): ``read``, ``features``,
   ``split``, ``train:logistic_regression``, ``train:random_forest``, ``evaluate``, on the same
   labelled CSV files and the same customer-grouped split.
@@ -148,7 +148,7 @@ def network_epoch(spark: SparkSession, cfg: Config) -> dict:
 
 def run_credit_spark(spark: SparkSession, cfg: Config, rows: int, folder: Path, seed: int, stages: list[str],
                      night_rows: int | None) -> tuple[dict, dict]:
-    from credit_spark.features import run_features
+    from credit_spark.features_job import run_features
     from credit_spark.generate import generate
     from credit_spark.ingest import ingest
     from credit_spark.scoring import score_run_date
@@ -199,8 +199,8 @@ def run_baseline(labelled_dir: Path, dataset: str, out: Path, memory_fraction: f
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    command = [sys.executable, "-m", "credit_spark.baseline", "--input", str(labelled_dir), "--dataset", dataset,
-               "--out", str(out)]
+    command = [sys.executable, "-m", "credit_spark_bench.baseline", "--input", str(labelled_dir),
+               "--dataset", dataset, "--out", str(out)]
     started = time.perf_counter()
     try:
         proc = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True, timeout=timeout_s)
