@@ -53,6 +53,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.sqltext import sql_double, sql_name
+from credit_spark.stages import AfterPrediction
 
 METHODS = ("isotonic", "platt")
 EPS = 1e-6
@@ -280,7 +281,7 @@ def fit_platt(dataset: DataFrame, probs, label, classes: list[int], iterations: 
     return curves
 
 
-class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable, DefaultParamsWritable):
+class ProbabilityCalibratorModel(Model, _CalibratorParams, DefaultParamsReadable, DefaultParamsWritable, AfterPrediction):
     """Fitted calibration curves; overwrites ``probabilityCol``, keeps the raw vector, leaves the prediction."""
 
     state = Param(Params._dummy(), "state", "JSON: method and, per calibrated class, the fitted curve",

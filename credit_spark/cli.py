@@ -52,7 +52,7 @@ def _ingest(spark, cfg: Config, args) -> None:
 
 
 def _features(spark, cfg: Config, args) -> None:
-    from credit_spark.features import run_features
+    from credit_spark.features_job import run_features
 
     from credit_spark.quality import format_quality
 

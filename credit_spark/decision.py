@@ -39,6 +39,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.sqltext import sql_double, sql_name
+from credit_spark.stages import AfterPrediction
 
 OBJECTIVES = ("macro_f1", "expected_cost", "argmax")
 #: log-weights searched per class, per round of coordinate ascent
@@ -193,7 +194,7 @@ class DecisionRule(Estimator, _DecisionParams, DefaultParamsReadable, DefaultPar
         return self._copyValues(model)
 
 
-class DecisionRuleModel(Model, _DecisionParams, DefaultParamsReadable, DefaultParamsWritable):
+class DecisionRuleModel(Model, _DecisionParams, DefaultParamsReadable, DefaultParamsWritable, AfterPrediction):
     """Overwrites ``predictionCol`` with ``argmin_j sum_i w_i p_i C[i][j]`` (a null vector: null)."""
 
     state = Param(Params._dummy(), "state", "JSON: the learned per-class weights and what they achieved",

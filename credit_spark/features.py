@@ -1,4 +1,6 @@
-"""Clean ``raw_records`` and engineer features into the ``features`` table, driven only by the spec.
+"""Clean ``raw_records`` and engineer the ``features`` table's rows, driven only by the spec: pure
+column expressions and ``DataFrame -> DataFrame`` transforms (the job that reads and writes the
+tables is :mod:`credit_spark.features_job`).
 
 Order of the transforms (each a pure ``DataFrame -> DataFrame`` of Spark built-ins, no Python UDFs):
 
@@ -19,107 +21,27 @@ The same function builds the rows that are trained on and the rows that are scor
 """
 from __future__ import annotations
 
-import logging
 import re
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from credit_spark.config import MONTH_NAMES, Config, DatasetSpec, NumericRule, PeriodSpec
-from credit_spark.errors import ConfigError, MissingColumnError, NoRecordsError
-from credit_spark.tables import (FEATURES, RAW_RECORDS, current_version, overwrite_table, read_snapshot,
-                                 read_table, rows_written)
-
-logger = logging.getLogger(__name__)
+from credit_spark.catalog import (HISTORY_SUFFIXES, FeatureInfo, catalog_markdown,  # noqa: F401 (re-exported)
+                                  categorical_features, feature_catalog, list_item_column, numeric_features, slug)
+from credit_spark.errors import ConfigError, MissingColumnError
+from credit_spark.spec import MONTH_NAMES, DatasetSpec, NumericRule, PeriodSpec
 
 Transform = Callable[[DataFrame], DataFrame]
 
 #: canonical key columns of the features table (the spec maps the dataset's own names onto them)
 RECORD_ID, CUSTOMER_ID, PERIOD, LABEL = "record_id", "customer_id", "period", "label"
-#: name suffixes of the per-customer history features built from a temporal column
-HISTORY_SUFFIXES = ("__prev", "__delta", "__mean3", "__max3", "__history")
-
 NUMBER_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
 
-@dataclass(frozen=True)
-class FeatureInfo:
-    """One line of the feature catalog."""
-
-    name: str
-    kind: str          # "numeric" or "categorical"
-    description: str
-
-
-@dataclass(frozen=True)
-class FeaturesResult:
-    rows: int
-    raw_version: int
-    features_version: int
-    quality: list = field(default_factory=list)   # list[quality.ColumnQuality]
-
-
-# --------------------------------------------------------------------------- naming and catalog
-def slug(text: str) -> str:
-    """"Home Equity Loan" -> home_equity_loan (for generated column names)."""
-    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
-
-
-def list_item_column(column: str, item: str) -> str:
-    return f"{column}__{slug(item)}"
-
-
-def feature_catalog(spec: DatasetSpec) -> list[FeatureInfo]:
-    """Every model input the spec produces, with its type and a one-line description.
-
-    The single source of truth for the features table's columns and the model's inputs.
-    """
-    out: list[FeatureInfo] = []
-    for name, rule in spec.numeric.items():
-        desc = rule.description or f"{name} as a number"
-        bounds = f" (valid {rule.min}..{rule.max}, else {'capped' if rule.out_of_range == 'cap' else 'null'})"
-        out.append(FeatureInfo(name, "numeric", desc + bounds))
-    for name in spec.duration_months:
-        out.append(FeatureInfo(name, "numeric", f"{name} in months (from 'N Years and M Months')"))
-    for name, rule in spec.lists.items():
-        out.append(FeatureInfo(f"{name}_count", "numeric", rule.description or f"number of items in {name}"))
-        for item in rule.items:
-            out.append(FeatureInfo(list_item_column(name, item), "numeric", f"times '{item}' appears in {name}"))
-    for name, rule in spec.derived.items():
-        out.append(FeatureInfo(name, "numeric", f"{rule.description} [{rule.expr}]"))
-    k = spec.temporal.window
-    for name in spec.temporal.columns:
-        out += [
-            FeatureInfo(f"{name}__prev", "numeric", f"{name} in the customer's previous period"),
-            FeatureInfo(f"{name}__delta", "numeric", f"change of {name} since the previous period"),
-            FeatureInfo(f"{name}__mean{k}", "numeric", f"mean of {name} over the customer's {k} earlier periods"),
-            FeatureInfo(f"{name}__max{k}", "numeric", f"max of {name} over the customer's {k} earlier periods"),
-            FeatureInfo(f"{name}__history", "numeric", f"number of known {name} values in the {k} earlier periods"),
-        ]
-    for name in spec.categorical:
-        out.append(FeatureInfo(name, "categorical", f"{name} (placeholders -> missing)"))
-    for name, rule in spec.splits.items():
-        for part in rule.parts:
-            out.append(FeatureInfo(part, "categorical", f"part of {name} matched by /{rule.pattern}/"))
-    names = [f.name for f in out]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ConfigError(f"dataset spec '{spec.name}': feature name(s) produced twice: {duplicated}")
-    return out
-
-
-def numeric_features(spec: DatasetSpec) -> list[str]:
-    return [f.name for f in feature_catalog(spec) if f.kind == "numeric"]
-
-
-def categorical_features(spec: DatasetSpec) -> list[str]:
-    return [f.name for f in feature_catalog(spec) if f.kind == "categorical"]
-
-
+# --------------------------------------------------------------------------- the table contract
 def require_feature_columns(features: DataFrame, spec: DatasetSpec, version: int) -> None:
     """Stop before any work when the ``features`` table lacks a column the spec's models need
     (it was built with another spec, or before the spec changed): only the schema is read."""
@@ -130,12 +52,6 @@ def require_feature_columns(features: DataFrame, spec: DatasetSpec, version: int
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise MissingColumnError(f"features v{version} lacks column(s) {shown} that dataset spec '{spec.name}' "
                                  f"needs (built with another spec?): run `credit-spark features`")
-
-
-def catalog_markdown(spec: DatasetSpec) -> str:
-    lines = ["| feature | type | description |", "|---|---|---|"]
-    lines += [f"| `{f.name}` | {f.kind} | {f.description.replace('|', '/')} |" for f in feature_catalog(spec)]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- column expressions
@@ -371,22 +287,3 @@ def build_features(raw: DataFrame, spec: DatasetSpec) -> DataFrame:
                .transform(with_derived(spec))
                .transform(with_history(spec))
                .transform(select_features(spec)))
-
-
-# --------------------------------------------------------------------------- job
-def run_features(spark: SparkSession, cfg: Config) -> FeaturesResult:
-    """Rebuild ``features`` from the current ``raw_records`` in one atomic overwrite (idempotent)."""
-    from credit_spark.quality import record_feature_quality
-
-    raw, raw_version = read_snapshot(spark, cfg, RAW_RECORDS)
-    if raw.isEmpty():
-        raise NoRecordsError(f"raw_records at version {raw_version} holds no rows to build features from")
-    features = build_features(raw, cfg.spec)
-    path = cfg.table_path(FEATURES)
-    overwrite_table(features, path, partition_by=[PERIOD])
-    rows = rows_written(spark, path)
-    version = current_version(spark, path)
-    quality = record_feature_quality(spark, cfg, raw, read_table(spark, cfg, FEATURES, version=version),
-                                     raw_version, version)
-    logger.info("features: %d rows written (raw_records v%d -> features v%d)", rows, raw_version, version)
-    return FeaturesResult(rows=rows, raw_version=raw_version, features_version=version, quality=quality)

@@ -17,13 +17,14 @@ from pyspark.sql import functions as F
 
 from credit_spark.config import DatasetSpec, TrainSettings
 from credit_spark.features import categorical_features, numeric_features
+from credit_spark.introspection import (FEATURES_RAW, fitted_classifier, tree_importances,  # noqa: F401
+                                        vector_slot_names)
 from credit_spark.scorecard import Scorecard, ScorecardModel
 from credit_spark.session import spark_schedules_gpus
 from credit_spark.stages import MedianImputer
 
 LABEL_INDEX = "label_index"
 CLASS_WEIGHT = "class_weight"
-FEATURES_RAW = "features_raw"
 
 
 def preprocessing_stages(spec: DatasetSpec) -> list:
@@ -199,42 +200,6 @@ def with_class_weights(weights: dict[int, float]):
         mapping = F.create_map(*[x for c, w in sorted(weights.items()) for x in (F.lit(float(c)), F.lit(w))])
         return df.withColumn(CLASS_WEIGHT, F.coalesce(F.element_at(mapping, F.col(LABEL_INDEX)), F.lit(1.0)))
     return transform
-
-
-# --------------------------------------------------------------------------- introspection
-def fitted_classifier(model: PipelineModel):
-    """The stage that predicts (skipping the calibrator, decision-rule and reasons stages appended after it)."""
-    from credit_spark.calibration import ProbabilityCalibratorModel
-    from credit_spark.decision import DecisionRuleModel
-    from credit_spark.reasons import ReasonCodesModel
-    after = (ProbabilityCalibratorModel, DecisionRuleModel, ReasonCodesModel)
-    stages = [s for s in model.stages if not isinstance(s, after)]
-    return stages[-1]
-
-
-def vector_slot_names(model: PipelineModel, sample: DataFrame) -> list[str]:
-    """Readable names of the assembled vector's slots, from the assembler's ML attribute metadata
-    (only the plan is built: no job runs)."""
-    meta = model.transform(sample).schema[FEATURES_RAW].metadata.get("ml_attr", {})
-    slots: dict[int, str] = {}
-    for group in meta.get("attrs", {}).values():
-        for attr in group:
-            name = attr.get("name", f"slot_{attr['idx']}")
-            slots[attr["idx"]] = name.replace("__imputed", "").replace("__onehot_", " = ")
-    return [slots.get(i, f"slot_{i}") for i in range(meta.get("num_attrs", len(slots)))]
-
-
-def tree_importances(stage, slots: int) -> list[float] | None:
-    """Per input slot, a tree ensemble's importance normalised to sum to one (MLlib's impurity
-    decrease, XGBoost's total gain); None for a model that is not a tree ensemble."""
-    if hasattr(stage, "featureImportances"):
-        return stage.featureImportances.toArray().tolist()
-    if hasattr(stage, "get_booster"):      # xgboost.spark: {"f<slot>": gain}, unused slots absent
-        gains = stage.get_booster().get_score(importance_type="total_gain")
-        values = [float(gains.get(f"f{i}", 0.0)) for i in range(slots)]
-        total = sum(values)
-        return [v / total for v in values] if total > 0 else values
-    return None
 
 
 def importance(model: PipelineModel, sample: DataFrame) -> dict:

@@ -37,8 +37,10 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from credit_spark.introspection import fitted_classifier, tree_importances, vector_slot_names
 from credit_spark.scorecard import ScorecardModel, lookup_sql
 from credit_spark.sqltext import sql_double, sql_name, sql_string
+from credit_spark.stages import AfterPrediction
 
 REASON_FEATURES = "reason_features"
 METHODS = ("points", "linear", "contributions")
@@ -54,7 +56,7 @@ REASON_FEATURES_TYPE = "array<struct<feature:string,impact:double>>"
 CODED_REASONS_TYPE = "array<struct<rank:int,code:string,feature:string,text:string,impact:double>>"
 
 
-class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable):
+class ReasonCodesModel(Model, DefaultParamsReadable, DefaultParamsWritable, AfterPrediction):
     """Top adverse factors per row (see module docstring); fitted state in ``state`` (JSON).
 
     With ``reasonCodes`` set (the scorer sets it from the dataset spec), the output is the coded
@@ -179,8 +181,6 @@ def source_feature(slot_name: str) -> str:
 
 def linear_reasons(model: PipelineModel, train: DataFrame, adverse: int, max_reasons: int = 4) -> ReasonCodesModel:
     """Reasons from a logistic regression's coefficients and the training means of its inputs."""
-    from credit_spark.models import fitted_classifier, vector_slot_names
-
     lr = fitted_classifier(model)
     input_col = lr.getFeaturesCol()
     names = vector_slot_names(model, train.limit(0))
@@ -202,8 +202,6 @@ def contribution_reasons(model: PipelineModel, sample: DataFrame, adverse: int, 
     executors with the prediction): a feature's impact is the sum of its slots' contributions to
     the adverse class's margin (one-hot slots of a category add up to their feature); the bias
     term is no reason. Sets the booster stage of ``model`` to write the contributions."""
-    from credit_spark.models import fitted_classifier, vector_slot_names
-
     booster = fitted_classifier(model)
     names = vector_slot_names(model, sample)
     booster.set(booster.pred_contrib_col, CONTRIBUTIONS)
@@ -216,8 +214,6 @@ def contribution_reasons(model: PipelineModel, sample: DataFrame, adverse: int, 
 
 def used_features(model: PipelineModel, sample: DataFrame) -> set[str] | None:
     """Source features with non-zero importance in a tree model (None: not a tree model)."""
-    from credit_spark.models import fitted_classifier, tree_importances, vector_slot_names
-
     names = vector_slot_names(model, sample)
     importances = tree_importances(fitted_classifier(model), len(names))
     if importances is None:

@@ -21,6 +21,14 @@ from pyspark.sql import functions as F
 from credit_spark.sqltext import sql_double, sql_name
 
 
+class AfterPrediction:
+    """Marker of the stages appended after a pipeline's classifier (calibrator, decision rule,
+    reason codes): :func:`credit_spark.introspection.fitted_classifier` skips them by this marker,
+    so finding the classifier needs no import of the modules that define them."""
+
+    after_prediction = True
+
+
 class _MedianImputerParams(HasInputCols, HasOutputCols):
     fallback = Param(Params._dummy(), "fallback",
                      "value used for a column that has no value at all in the training data",

@@ -11,7 +11,8 @@ from credit_spark.config import (DatasetSpec, DerivedFeature, LabelSpec, ListRul
                                  SplitRule, StableRule, TemporalSpec)
 from credit_spark.errors import ConfigError
 from credit_spark.features import (CUSTOMER_ID, PERIOD, build_features, clean_columns, feature_catalog,
-                                   repair_stable, run_features, with_derived, with_history)
+                                   repair_stable, with_derived, with_history)
+from credit_spark.features_job import run_features
 from credit_spark.quality import column_quality
 
 BASE = DatasetSpec(name="t", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),

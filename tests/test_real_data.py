@@ -2,7 +2,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from credit_spark.features import run_features
+from credit_spark.features_job import run_features
 from credit_spark.ingest import ingest
 from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS
 

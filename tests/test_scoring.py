@@ -298,7 +298,7 @@ def test_drift_breach_writes_the_scores_then_fails(spark, trained):
 def test_tables_in_a_metastore_schema_instead_of_paths(spark, tmp_path):
     """lake.schema (Databricks / Unity Catalog style): every stage reads and writes named tables."""
     from credit_spark.config import LakeSettings
-    from credit_spark.features import run_features
+    from credit_spark.features_job import run_features
     from credit_spark.ingest import ingest
     from credit_spark.tables import ensure_schema, register_views
 

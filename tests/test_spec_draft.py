@@ -91,7 +91,7 @@ def test_a_drafted_spec_ingests_and_builds_features_unedited(spark, cfg, tmp_pat
     import dataclasses
 
     from credit_spark.config import load_config
-    from credit_spark.features import run_features
+    from credit_spark.features_job import run_features
     from credit_spark.ingest import ingest
     from credit_spark.spec_draft import draft
     from credit_spark.tables import FEATURES
