@@ -1,4 +1,4 @@
-"""A bank's own extract, as the README walks through it: the worked example's spec given by path,
+"""A bank's own extract, as docs/spec.md walks through it: the worked example's spec given by path,
 and a label whose header cannot be a spec name, mapped by source_columns; through the CLI."""
 import random
 import re
@@ -9,14 +9,14 @@ import pytest
 from credit_spark.cli import main
 
 pytestmark = pytest.mark.e2e
-README = Path(__file__).resolve().parents[1] / "README.md"
+SPEC_DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 CHEAP = "train:\n  algorithms: [logistic_regression, scorecard]\n  selection: {method: holdout}\n" \
         "  tuning: {method: none}\n  comparison: {bootstrap_samples: 200}\n"
 
 
-def readme_block(after: str, language: str) -> str:
-    """The first ```language block after the line containing ``after`` in the README."""
-    text = README.read_text()
+def doc_block(after: str, language: str) -> str:
+    """The first ```language block after the line containing ``after`` in docs/spec.md."""
+    text = SPEC_DOC.read_text()
     start = text.index(after)
     match = re.compile(rf"```{language}\n(.*?)```", re.S).search(text, start)
     return match.group(1)
@@ -25,7 +25,7 @@ def readme_block(after: str, language: str) -> str:
 def loan_book(path: Path, customers: int = 80, months: int = 6, seed: int = 3) -> None:
     """Rows in the worked example's header, defaults more likely with high days past due."""
     rng = random.Random(seed)
-    header = readme_block("Worked example: a bank", "").splitlines()[0]
+    header = doc_block("Worked example: a bank", "").splitlines()[0]
     lines = [header]
     for c in range(customers):
         income = rng.choice([28000, 41000, 52000, 75000, 120000])
@@ -40,7 +40,7 @@ def loan_book(path: Path, customers: int = 80, months: int = 6, seed: int = 3) -
 
 def test_the_worked_example_trains_and_scores_with_the_spec_given_by_path(spark, tmp_path, capsys):
     spec = tmp_path / "my_bank.yaml"
-    spec.write_text(readme_block("Worked example: a bank", "yaml"))
+    spec.write_text(doc_block("Worked example: a bank", "yaml"))
     overlay = tmp_path / "my_bank_overlay.yaml"
     overlay.write_text(f"dataset: {spec}\n")
     cheap = tmp_path / "cheap.yaml"
