@@ -93,7 +93,7 @@ def _train(spark, cfg: Config, args) -> None:
 
 def _report(spark, cfg: Config, args) -> None:
     from credit_spark.report import load_results, verdict
-    from credit_spark.train import render_report
+    from credit_spark.run_report import render_report
 
     out = render_report(cfg, run_id=args.run_id, out=args.out)
     print(f"report written to {out} (report.md, report.html, PNGs)")
@@ -278,8 +278,13 @@ def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
     return common
 
 
+#: what --help says first (plain text: the module docstring is reST)
+DESCRIPTION = ("credit_spark: credit-score classification on Spark, MLlib and Delta Lake. "
+               "One subcommand per job, each also jobs/<name>.py for spark-submit.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="credit-spark", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="credit-spark", description=DESCRIPTION,
                                      parents=[_global_options(for_subcommand=False)])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -33,8 +33,8 @@ from typing import Iterable, Mapping
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from credit_spark.binning import MISSING, bin_key
 from credit_spark.errors import MissingColumnError
-from credit_spark.scorecard import MISSING, bin_key
 
 OTHER = "__other__"
 UNKNOWN_AGE = "unknown"

@@ -16,7 +16,7 @@ Fitting, without the rows ever reaching the driver:
 3. a launcher starts ``numProcesses`` training processes on the executors: Spark's
    ``TorchDistributor`` (``torch.distributed`` + DDP, Gloo on CPU, NCCL on GPU) or
    ``horovod.spark.run`` (Horovod with Gloo). Each process reads its own files with pyarrow and
-   runs :func:`credit_spark.torch_net.fit`, the one training body of both backends;
+   runs :func:`credit_spark.torch_train.fit`, the one training body of both backends;
 4. rank 0 returns the best epoch's weights (a few hundred kB) and what happened; they are kept
    in the model's params, so the model saves and loads inside its ``PipelineModel``.
 
@@ -303,7 +303,8 @@ def run_torch_distributor(job: dict, result_path: str, processes: int, local_mod
 
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from credit_spark.torch_net import read_bytes, torch_distributor_main
+    from credit_spark.torch_net import read_bytes
+    from credit_spark.torch_train import torch_distributor_main
 
     distributor = TorchDistributor(num_processes=processes, local_mode=local_mode, use_gpu=use_gpu)
     distributor.run(torch_distributor_main, {**job, "result_path": result_path})
@@ -313,7 +314,7 @@ def run_torch_distributor(job: dict, result_path: str, processes: int, local_mod
 def run_horovod(job: dict, processes: int) -> dict:
     import horovod.spark
 
-    from credit_spark.torch_net import horovod_main
+    from credit_spark.torch_train import horovod_main
 
     results = horovod.spark.run(horovod_main, args=(job,), num_proc=processes, use_gloo=True, verbose=1)
     return results[0]          # rank 0 holds the weights; every rank reports its checksum in it

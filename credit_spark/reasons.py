@@ -38,7 +38,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.introspection import fitted_classifier, tree_importances, vector_slot_names
-from credit_spark.scorecard import ScorecardModel, lookup_sql
+from credit_spark.binning import lookup_sql
+from credit_spark.scorecard import ScorecardModel
 from credit_spark.sqltext import sql_double, sql_name, sql_string
 from credit_spark.stages import AfterPrediction
 

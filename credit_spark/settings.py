@@ -17,6 +17,8 @@ ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", 
 ENSEMBLE = "ensemble"
 MODEL_NAMES = (*ALGORITHMS, ENSEMBLE)
 BINARY_ONLY = ("gradient_boosted_trees",)
+#: the traditional model every other is compared with
+BASELINE = "scorecard"
 
 
 # --------------------------------------------------------------------------- application config
@@ -96,7 +98,7 @@ class XGBoostSettings:
 
 @dataclass(frozen=True)
 class NeuralNetworkSettings:
-    """The PyTorch network, trained data-parallel on the executors (README, "Neural network")."""
+    """The PyTorch network, trained data-parallel on the executors (docs/neural-network.md)."""
 
     hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.4

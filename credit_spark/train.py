@@ -21,11 +21,8 @@ import functools
 import json
 import logging
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
@@ -36,6 +33,7 @@ from credit_spark import registry
 from credit_spark.calibration import ProbabilityCalibrator
 from credit_spark.comparison import Difference, compare_with_baseline
 from credit_spark.config import ENSEMBLE, Config, DecisionSettings, SelectionSettings
+from credit_spark.settings import BASELINE
 from credit_spark.decision import DecisionRule, DecisionRuleModel
 from credit_spark.ensemble import apply_stacker, fit_stacker, stack_features, stacker_model
 from credit_spark.errors import ModelNotFoundError, NoRecordsError
@@ -49,6 +47,8 @@ from credit_spark.metrics import evaluate as metrics_evaluate
 from credit_spark.models import (LABEL_INDEX, balanced_weights, build_pipeline, fitted_classifier, importance,
                                  require_xgboost, with_class_weights)
 from credit_spark.report import load_results, verdict, write_report
+from credit_spark.promotion import Promotion, decide_promotion
+from credit_spark.run_report import report_results, report_root
 from credit_spark.scorecard import ScorecardModel
 from credit_spark.scoring import SCORE_POINTS, with_score_points
 from credit_spark.splits import customer_bucket, make_splits
@@ -58,18 +58,7 @@ from credit_spark.tuning import (CalibrationChoice, MetricEvaluator, TuningResul
 
 logger = logging.getLogger(__name__)
 
-BASELINE = "scorecard"
 RAW_PROBABILITY = "uncalibrated_probability"
-
-
-@dataclass(frozen=True)
-class Promotion:
-    decision: str                 # "promoted" | "kept"
-    challenger: str
-    champion_before: str | None
-    reason: str
-    challenger_value: float
-    champion_value: float | None
 
 
 @dataclass(frozen=True)
@@ -150,25 +139,6 @@ def evaluate(predictions: DataFrame, classes: list[str], calibrated: bool = Fals
 
 
 # --------------------------------------------------------------------------- promotion
-def decide_promotion(challenger: str, challenger_value: float, champion: str | None,
-                     champion_value: float | None, metric: str, margin: float) -> Promotion:
-    """Promote iff there is no usable champion or the challenger wins by at least ``margin``."""
-    if champion is None:
-        return Promotion("promoted", challenger, None, "no champion yet", challenger_value, None)
-    if champion_value is None or math.isnan(champion_value):
-        return Promotion("promoted", challenger, champion,
-                         f"champion {champion} cannot be evaluated on this run's test set",
-                         challenger_value, champion_value)
-    gain = challenger_value - champion_value
-    if gain >= margin:
-        return Promotion("promoted", challenger, champion,
-                         f"{metric} {challenger_value:.4f} vs champion {champion_value:.4f}: "
-                         f"{gain:+.4f} >= margin {margin}", challenger_value, champion_value)
-    return Promotion("kept", challenger, champion,
-                     f"{metric} {challenger_value:.4f} vs champion {champion_value:.4f}: "
-                     f"{gain:+.4f} < margin {margin}", challenger_value, champion_value)
-
-
 def evaluate_champion(cfg: Config, test: DataFrame) -> tuple[str | None, float | None, int | None]:
     """The current champion ("algorithm vN"), its primary metric on this run's test split, and
     its version. A champion that *cannot apply* to this data (other classes, or features it
@@ -191,50 +161,6 @@ def evaluate_champion(cfg: Config, test: DataFrame) -> tuple[str | None, float |
         logger.warning("champion %s cannot score this run's test set: %s", label, str(exc).splitlines()[0])
         return label, None, version
     return label, float(getattr(metrics, cfg.train.primary_metric)), version
-
-
-# --------------------------------------------------------------------------- report
-def report_root(cfg: Config) -> Path:
-    lake = registry.local_lake(cfg)
-    return (lake / "reports") if lake is not None else Path("reports")
-
-
-def _json_metrics(metrics: ModelMetrics) -> dict:
-    return {"metrics": metrics.headline(), "metrics_uncalibrated": metrics.uncalibrated,
-            "per_class": metrics.per_class, "confusion": metrics.confusion, "roc": metrics.roc,
-            "reliability": metrics.reliability, "score_distribution": metrics.score_distribution,
-            "bad_rate_by_band": metrics.bad_rate_by_band}
-
-
-def report_results(cfg: Config, *, run_id: str, run_number: int, features_version: int, rows: dict[str, int],
-                   split_description: str, metrics: dict[str, ModelMetrics], tuning: dict[str, TuningResult],
-                   importances: dict[str, dict], comparison: list[Difference], selected: str,
-                   promotion: Promotion, scorecard: ScorecardModel | None, versions: dict[str, int],
-                   decisions: dict[str, str] | None = None,
-                   calibration: dict[str, CalibrationChoice] | None = None) -> dict:
-    classes = cfg.spec.label.classes
-    models = {}
-    for name, m in metrics.items():
-        models[name] = {**_json_metrics(m), "importance": importances.get(name), "tuning": tuning[name].as_dict(),
-                        "registered_version": versions.get(name), "decision_rule": (decisions or {}).get(name),
-                        "calibration": calibration[name].as_dict() if calibration and name in calibration else None}
-    return {
-        "title": f"credit_spark training report — {cfg.dataset}, run {run_number}",
-        "run": {"version": run_number, "mlflow_run_id": run_id,
-                "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "dataset": cfg.dataset, "classes": classes, "adverse_class": classes[-1],
-                "binary": len(classes) == 2, "features_version": features_version,
-                "split": {"mode": cfg.train.split, **rows, "description": split_description},
-                "primary_metric": cfg.train.primary_metric, "calibration": cfg.train.calibration.method,
-                "baseline": BASELINE, "config": cfg.as_dict()},
-        "models": models,
-        "comparison": [d.__dict__ for d in comparison],
-        "selected": selected,
-        "promotion": {"decision": promotion.decision, "challenger": promotion.challenger,
-                      "champion_before": promotion.champion_before, "reason": promotion.reason},
-        "iv_table": scorecard.iv_table() if scorecard else [],
-        "scorecard_table": scorecard.scorecard_table() if scorecard else [],
-    }
 
 
 def export_scorecard(spark: SparkSession, cfg: Config, model: ScorecardModel, version: int) -> None:
@@ -506,23 +432,3 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
                        validation_rows=rows["validation_rows"], test_rows=rows["test_rows"], metrics=metrics,
                        validation_metrics=validation_metric, selected=selected, versions=versions,
                        promotion=promotion, comparison=comparison, report_dir=str(out), fit_seconds=fit_seconds)
-
-
-def render_report(cfg: Config, run_id: str | None = None, out: str | None = None) -> Path:
-    """Re-render a training run's report from its results stored in MLflow (latest run by default)."""
-    experiment_id = registry.configure(cfg, create=False)
-    if run_id is None:
-        runs = registry.training_runs(experiment_id, order_by=["attributes.start_time DESC"], max_results=1)
-        if not runs:
-            raise NoRecordsError(f"no training run in MLflow experiment '{cfg.tracking.experiment}' "
-                                 f"({registry.tracking_uri(cfg)}): run `credit-spark train` first")
-        run_id = runs[0].info.run_id
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            stored = registry.download_artifacts(run_id, "report/results.json", tmp)
-        except Exception as exc:
-            raise NoRecordsError(f"run {run_id} has no stored report: {str(exc).splitlines()[0]}") from exc
-        results = json.loads(stored.read_text())
-    target = Path(out) if out else report_root(cfg) / f"run-{results['run']['version']}-{run_id[:8]}"
-    write_report(results, target)
-    return target

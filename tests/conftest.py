@@ -29,6 +29,16 @@ TEST_SPARK = SparkSettings(
 )
 
 
+COSTLY_MARKS = {"training", "nn", "e2e", "cluster", "real_data"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests with none of the costly marks are ``unit``: ``-m unit`` is the quick subset."""
+    for item in items:
+        if not COSTLY_MARKS & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from credit_spark.session import get_spark

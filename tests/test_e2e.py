@@ -133,12 +133,16 @@ def test_user_errors_exit_2_with_a_message(spark, lake_after_demo, tmp_path, cap
     assert "bad.yaml: unknown key 'lake.rooot'" in capsys.readouterr().err
 
 
-def test_every_subcommand_has_help_and_a_job_file():
+def test_every_subcommand_has_help_and_a_job_file(capsys):
     parser = build_parser()
-    for name in COMMANDS:
+    for name in ["", *COMMANDS]:
         with pytest.raises(SystemExit) as exit_info:
-            parser.parse_args([name, "--help"])
+            parser.parse_args([name, "--help"] if name else ["--help"])
         assert exit_info.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith("usage: credit-spark") and "``" not in shown and ":class:" not in shown, shown
+        if not name:
+            continue
         job = ROOT / "jobs" / f"{name}.py"
         assert job.is_file() and f'run_job("{name}")' in job.read_text()
 

@@ -9,6 +9,8 @@ from pyspark.sql import functions as F
 from credit_spark.ensemble import (EPS, StackedEnsembleModel, apply_stacker, fit_stacker, stack_features,
                                    stacker_model)
 
+pytestmark = pytest.mark.training   # every test here fits models through the training flow
+
 
 @pytest.fixture(scope="module")
 def members(spark):

@@ -153,6 +153,7 @@ def test_features_run_records_data_quality(spark, cfg, tmp_path):
     assert features.where(F.col("Occupation") == "_______").count() == 0
 
 
+@pytest.mark.training
 def test_training_and_scoring_paths_give_the_same_features_and_scores(spark, cfg, tmp_path):
     """The same records through the training path (features table -> fitted pipeline) and through
     the nightly scorer give identical probabilities."""

@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch", reason="the neural-network extra is not ins
 
 from credit_spark.errors import ConfigError  # noqa: E402
 from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
-from credit_spark.torch_net import (Arrays, Comm, auto_batch_size, FitParams, NetSpec, build_net, fit, learning_rate_schedule,  # noqa: E402
-                                    load_state, members, predict_proba, quantile_edges)
+from credit_spark.torch_net import (Arrays, FitParams, NetSpec, auto_batch_size, build_net, load_state,  # noqa: E402
+                                    members, predict_proba, quantile_edges)
+from credit_spark.torch_train import Comm, fit, learning_rate_schedule  # noqa: E402
 
 NUMERIC, CLASSES = 6, 3
 
@@ -201,6 +202,7 @@ def assert_trained_in_step(info: dict, backend: str) -> None:
     assert all("validation_loss" in h for h in info["history"])
 
 
+@pytest.mark.nn
 def test_torch_distributor_trains_two_processes_in_step(distributor_model):
     model, tmp = distributor_model
     assert_trained_in_step(model.fit_info(), "torch_distributed")
@@ -208,6 +210,7 @@ def test_torch_distributor_trains_two_processes_in_step(distributor_model):
     assert not any((tmp / "staging").iterdir())      # the shards are removed after training
 
 
+@pytest.mark.nn
 def test_bin_edges_are_the_training_rows_quantiles(spark, distributor_model):
     model, _ = distributor_model
     spec = NetSpec.from_json(model.getOrDefault("netSpec"))
@@ -221,6 +224,7 @@ def test_bin_edges_are_the_training_rows_quantiles(spark, distributor_model):
     assert any(x[:, i].max() > training[:, i].max() or x[:, i].min() < training[:, i].min() for i in range(NUMERIC))
 
 
+@pytest.mark.nn
 def test_spark_scoring_equals_direct_torch_inference(spark, distributor_model):
     model, _ = distributor_model
     data = as_frame(spark, 300, seed=5).repartition(3)
@@ -234,6 +238,7 @@ def test_spark_scoring_equals_direct_torch_inference(spark, distributor_model):
     assert [r["prediction"] for r in rows] == direct.argmax(axis=1).astype(float).tolist()
 
 
+@pytest.mark.nn
 def test_the_model_saves_and_loads_inside_a_pipeline_model(spark, distributor_model, tmp_path):
     model, _ = distributor_model
     data = as_frame(spark, 50, seed=6)
@@ -245,6 +250,7 @@ def test_the_model_saves_and_loads_inside_a_pipeline_model(spark, distributor_mo
     assert sorted(before.collect()) == sorted(after.collect())
 
 
+@pytest.mark.nn
 def test_horovod_trains_two_processes_in_step(spark, tmp_path):
     pytest.importorskip("horovod.spark", reason="Horovod is not installed (scripts/build_horovod.sh)")
     data = as_frame(spark, 3000, seed=4, validation_share=0.2)
@@ -256,6 +262,7 @@ def test_horovod_trains_two_processes_in_step(spark, tmp_path):
     assert p == pytest.approx(20.0, abs=1e-5)
 
 
+@pytest.mark.nn
 def test_torch_distributor_local_mode_runs_the_processes_on_the_driver_node(spark, tmp_path):
     data = as_frame(spark, 1200, seed=8)
     model = estimator(tmp_path, "torch_distributor", localMode=True, maxEpochs=3).fit(data)
@@ -264,6 +271,7 @@ def test_torch_distributor_local_mode_runs_the_processes_on_the_driver_node(spar
     assert info["train_rows"] == 1200 and "validation_loss" not in info["history"][0]   # no validation rows
 
 
+@pytest.mark.nn
 def test_too_few_rows_for_the_processes_is_an_error(spark, tmp_path):
     data = as_frame(spark, 3, seed=7)
     with pytest.raises(Exception, match="3 training row\\(s\\) cannot feed 2 processes"):
@@ -283,6 +291,7 @@ def test_unknown_backend_is_named():
 
 
 # --------------------------------------------------------------------------- end to end
+@pytest.mark.nn
 @pytest.mark.e2e
 def test_train_compare_register_and_score_with_the_network(spark, cfg):
     """The network trains inside `train` next to the scorecard, is compared, registered and

@@ -21,12 +21,14 @@ from credit_spark.errors import DriftAlert
 from credit_spark.features import build_features
 from credit_spark.generate import generate_records
 from credit_spark.monitoring import adverse_share_by_age_band, population_stability
-from credit_spark.scorecard import bin_key
+from credit_spark.binning import bin_key
 from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
 from credit_spark.tables import FEATURES, MONITORING, SCORES, current_version, overwrite_table
 from credit_spark.train import fitted_classifier, train
 
 from conftest import TEST_SPARK
+
+pytestmark = pytest.mark.training   # every test here fits models through the training flow
 
 FAST = """
 train:

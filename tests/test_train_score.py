@@ -20,6 +20,8 @@ from credit_spark.splits import make_splits, split_by_customer
 from credit_spark.tables import FEATURES, SCORES, overwrite_table, table_exists
 from credit_spark.train import LABEL_INDEX, decide_promotion, evaluate, train
 
+pytestmark = pytest.mark.training   # every test here fits models through the training flow
+
 
 def fast(cfg, **train_changes):
     """Fewer, smaller trees, no grid search, a short bootstrap: these tests check behaviour, not accuracy."""
@@ -166,7 +168,7 @@ def test_probability_metrics_by_hand(spark):
 def test_score_without_a_trained_model_fails_before_writing(spark, features_lake):
     from pathlib import Path
 
-    from credit_spark.train import render_report
+    from credit_spark.run_report import render_report
 
     with pytest.raises(ModelNotFoundError, match="no MLflow store at .*mlflow.db .*run `credit-spark train` first"):
         score_run_date(spark, features_lake, date(2026, 9, 30))

@@ -11,6 +11,8 @@ from credit_spark.models import LABEL_INDEX, balanced_weights, param_grid
 from credit_spark.splits import CV_FOLD, with_cv_fold
 from credit_spark.tuning import MetricEvaluator, fit_tuned
 
+pytestmark = pytest.mark.training   # every test here fits models through the training flow
+
 
 @pytest.fixture(scope="module")
 def toy(spark):

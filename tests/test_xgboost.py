@@ -15,6 +15,8 @@ from credit_spark.splits import make_splits
 from credit_spark.train import with_label_index
 from credit_spark.tuning import MetricEvaluator, boosting_rounds, fit_tuned
 
+pytestmark = pytest.mark.training   # every test here fits models through the training flow
+
 
 @pytest.fixture(scope="module")
 def splits(spark, tmp_path_factory):

@@ -1,0 +1,108 @@
+"""The package's shape: no import cycle between its modules (function-level imports included: a
+lazy import that breaks a cycle at runtime still ties two modules together), and no module so
+long that a newcomer cannot read it. Reads the source only: no Spark."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "credit_spark"
+MAX_LINES = 500
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str], root: Path = PACKAGE) -> set[str]:
+    """Every credit_spark module ``path`` imports anywhere in its body, with the packages above it
+    (importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first)."""
+    this = module_name(path, root)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)} & known
+    # a module's own packages are initialised before it, whatever it imports: no cycle through them
+    ancestors = {".".join(this.split(".")[:i]) for i in range(1, this.count(".") + 1)}
+    return found - {this} - ancestors
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imported_modules(path, set(paths)) for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_sees_a_lazy_import_cycle():
+    graph = {"credit_spark.a": {"credit_spark.b"}, "credit_spark.b": {"credit_spark.a"}, "credit_spark.c": set()}
+    assert cycles(graph) == [["credit_spark.a", "credit_spark.b"]]
+
+
+def test_function_level_and_relative_imports_count(tmp_path):
+    pkg = tmp_path / "credit_spark"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "x.py").write_text("def f():\n    from credit_spark.y import g\n")
+    (pkg / "y.py").write_text("from .sub import x\n")
+    known = {"credit_spark.sub", "credit_spark.sub.x", "credit_spark.y"}
+    assert imported_modules(pkg / "sub" / "x.py", known, pkg) == {"credit_spark.y"}
+    assert imported_modules(pkg / "y.py", known, pkg) == {"credit_spark.sub", "credit_spark.sub.x"}
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = import_graph()
+    assert len(graph) > 20 and any(graph.values())      # the graph was read, not empty
+    assert cycles(graph) == []
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: module_name(p))
+def test_no_module_over_the_line_limit(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module_name(path)} has {lines} lines (limit {MAX_LINES}): split it by role"
