@@ -385,7 +385,7 @@ def render_yaml(draft: Draft, source: str, rows: int) -> str:
              "# Every choice below is a guess from the data: review the lines marked REVIEW, the label's",
              "# class order (the last class is the adverse one), the ranges and the pii list, then run",
              "#   credit-spark --conf my.yaml ingest --input FILE   (my.yaml: `dataset: <this file>`)",
-             "# Format: README.md, 'Dataset specs'."]
+             "# Format: docs/spec.md (the JSON Schema: docs/spec.schema.json)."]
     if draft.skipped:
         lines.append("# Left out:")
         lines += [f"#   {c}: {why}" for c, why in draft.skipped.items()]

@@ -120,7 +120,7 @@ def test_spec_from_file(tmp_path):
 
 
 def test_a_spec_given_by_path_names_the_registered_model_by_its_name(tmp_path):
-    """The README's worked example names the spec by path: the MLflow name must come from the
+    """The worked example of docs/spec.md names the spec by path: the MLflow name must come from the
     spec's `name` (MLflow refuses '/' and ':'), checked when the config loads, not after training."""
     from credit_spark.registry import registered_model_name
 
