@@ -14,7 +14,7 @@ setup(
     version="0.1.0",
     description="Benchmark of credit_spark against a pandas + scikit-learn baseline of the same pipeline",
     python_requires=">=3.10",
-    packages=["credit_spark_bench"],
+    packages=["credit_spark_bench", "credit_spark_bench.baseline"],
     install_requires=[
         "credit_spark",
         # peak memory of the driver and the JVM, the baseline's memory cap
