@@ -7,6 +7,10 @@ installed delta-spark version, so the two must move together.
 The top-level ``conf/`` folder is shipped inside the wheel as the ``credit_spark.conf`` package,
 so a job started from an installed wheel (spark-submit, Databricks) finds the same base config
 and dataset specs as a run from the source tree.
+
+The benchmark and its pandas + scikit-learn baseline are not part of this package: they are the
+distribution ``benchmarks/`` (``credit_spark_bench``, with psutil and xxhash), installed after this
+one by ``scripts/setup.sh bench``.
 """
 from setuptools import setup
 
@@ -38,7 +42,6 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4"],
-        "bench": ["psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

@@ -4,15 +4,20 @@
 #   scripts/setup.sh dev        # + test tools
 #   scripts/setup.sh nn         # + torch, for the neural network (TorchDistributor backend)
 #   scripts/setup.sh nn,horovod # + Horovod 0.28.1 built against that torch (scripts/build_horovod.sh)
-#   scripts/setup.sh dev,nn,horovod   # what the test command installs
-# A second run with the same setup.py and extras does nothing; pip's cache serves reinstalls.
+#   scripts/setup.sh bench      # + the benchmark, its own distribution benchmarks/ (credit_spark_bench)
+#   scripts/setup.sh dev,nn,horovod,bench   # what the test command installs
+# A second run with the same setup.py (and benchmarks/setup.py with bench) and extras does nothing;
+# pip's cache serves reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTED="${1:-}"
 # "horovod" is not a pip extra (no installable wheel exists for current torch): it means the nn
-# extra plus the cached local build of scripts/build_horovod.sh
-EXTRAS="$(echo "$REQUESTED" | tr ',' '\n' | grep -v -x -e horovod -e '' | paste -sd, - || true)"
+# extra plus the cached local build of scripts/build_horovod.sh. "bench" is not one either: the
+# benchmark is a distribution of its own, benchmarks/, installed after credit_spark.
+EXTRAS="$(echo "$REQUESTED" | tr ',' '\n' | grep -v -x -e horovod -e bench -e '' | paste -sd, - || true)"
+WITH_BENCH=0
+echo ",$REQUESTED," | grep -q ",bench," && WITH_BENCH=1
 WITH_HOROVOD=0
 if echo ",$REQUESTED," | grep -q ",horovod,"; then
   WITH_HOROVOD=1
@@ -32,16 +37,23 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-stamp=".venv/.credit_spark-$(cat setup.py | sha1sum | cut -c1-12)-${EXTRAS:-base}"
+SETUP_FILES=(setup.py)
+[ "$WITH_BENCH" = 1 ] && SETUP_FILES+=(benchmarks/setup.py)
+stamp=".venv/.credit_spark-$(cat "${SETUP_FILES[@]}" | sha1sum | cut -c1-12)-${EXTRAS:-base}"
+[ "$WITH_BENCH" = 1 ] && stamp="$stamp+bench"
 if [ -f "$stamp" ]; then
-  echo "[setup] .venv/ is up to date (extras: ${EXTRAS:-none})"
+  echo "[setup] .venv/ is up to date (extras: ${EXTRAS:-none}$([ "$WITH_BENCH" = 1 ] && echo ', benchmark'))"
 else
-  echo "[setup] installing credit_spark${EXTRAS:+[$EXTRAS]} into .venv/"
+  echo "[setup] installing credit_spark${EXTRAS:+[$EXTRAS]}$([ "$WITH_BENCH" = 1 ] && echo ' and benchmarks/') into .venv/"
   .venv/bin/python -m pip install -q --upgrade pip
   if [ -n "$EXTRAS" ]; then
     .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   else
     .venv/bin/python -m pip install -q -e .
+  fi
+  if [ "$WITH_BENCH" = 1 ]; then
+    # credit_spark is installed (editable) by now, so pip finds its requirement satisfied
+    .venv/bin/python -m pip install -q -e ./benchmarks
   fi
   touch "$stamp"
 fi

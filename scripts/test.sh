@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Command two: set up .venv/ with the test extras (pytest, torch, Horovod built once and cached)
-# and run the test suite.
+# Command two: set up .venv/ with the test extras (pytest, torch, Horovod built once and cached,
+# the benchmark distribution benchmarks/) and run the test suite.
 #   scripts/test.sh                  # everything (about 30-65 minutes on 2 cores)
 #   scripts/test.sh -m "not e2e"     # the fast tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev,nn,horovod
+bash scripts/setup.sh dev,nn,horovod,bench
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
