@@ -12,7 +12,7 @@ The benchmark and its pandas + scikit-learn baseline are not part of this packag
 distribution ``benchmarks/`` (``credit_spark_bench``, with psutil and xxhash), installed after this
 one by ``scripts/setup.sh bench``.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 SPARK_PINS = ["pyspark==4.0.1", "delta-spark==4.0.1"]
 
@@ -21,7 +21,8 @@ setup(
     version="0.1.0",
     description="Distributed credit-score classification on Spark, MLlib and Delta Lake",
     python_requires=">=3.10",
-    packages=["credit_spark", "credit_spark.conf"],
+    # credit_spark and its subpackages (report/), and conf/ as credit_spark.conf
+    packages=[*find_packages(include=["credit_spark", "credit_spark.*"]), "credit_spark.conf"],
     package_dir={"credit_spark": "credit_spark", "credit_spark.conf": "conf"},
     package_data={"credit_spark.conf": ["*.yaml", "datasets/*.yaml", "sql/*.sql"]},
     include_package_data=True,

@@ -106,3 +106,12 @@ def test_no_import_cycle_inside_the_package():
 def test_no_module_over_the_line_limit(path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{module_name(path)} has {lines} lines (limit {MAX_LINES}): split it by role"
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    import setuptools  # noqa: F401  (first: makes `distutils` setuptools' own)
+    from distutils.core import run_setup
+
+    shipped = set(run_setup(str(PACKAGE.parent / "setup.py"), stop_after="init").packages)
+    on_disk = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert "credit_spark.report" in on_disk and on_disk <= shipped, sorted(on_disk - shipped)
