@@ -1,6 +1,7 @@
 """JSON Schemas of the dataset spec and of the config, generated from the validated models.
 
-The dataclasses of :mod:`credit_spark.config` are the one place each key is defined: their type
+The dataclasses of :mod:`credit_spark.spec` and :mod:`credit_spark.settings` (loaded by
+:mod:`credit_spark.config`) are the one place each key is defined: their type
 hints give the schema's types (``Literal`` -> ``enum``, ``X | None`` -> ``anyOf`` with null,
 nested dataclasses -> objects that allow no unknown key) and the comments beside their fields
 (``#:`` lines above a field, or ``# ...`` after it) its descriptions. Editors that speak JSON

@@ -24,6 +24,9 @@ from credit_spark.generate import generate_records, write_records  # noqa: E402
 from credit_spark.splits import customer_bucket, split_by_customer  # noqa: E402
 from credit_spark_bench import baseline  # noqa: E402
 
+# the baseline and the Spark pipeline run side by side on generated files
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def spec():

@@ -137,6 +137,7 @@ def test_catalog_lists_exactly_the_feature_columns(spark, cfg):
     assert required <= {f.name for f in catalog}
 
 
+@pytest.mark.e2e   # generate -> ingest -> features, the jobs themselves
 def test_features_run_records_data_quality(spark, cfg, tmp_path):
     from credit_spark.generate import generate_records
     from credit_spark.ingest import ingest

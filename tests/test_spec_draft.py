@@ -86,6 +86,7 @@ def test_the_rendered_draft_is_a_valid_spec_with_its_notes(tmp_path):
     assert spec.name == "bank" and spec.label.classes == ["0", "1"]
 
 
+@pytest.mark.e2e   # draft -> ingest -> features, the jobs themselves
 def test_a_drafted_spec_ingests_and_builds_features_unedited(spark, cfg, tmp_path):
     """A small dirty extract (lower-case, dotted headers, sentinels, impossible ages, durations)."""
     import dataclasses
