@@ -12,7 +12,11 @@ The benchmark and its pandas + scikit-learn baseline are not part of this packag
 distribution ``benchmarks/`` (``credit_spark_bench``, with psutil and xxhash), installed after this
 one by ``scripts/setup.sh bench``.
 """
+import os
+
 from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))   # find_packages would search the working folder
 
 SPARK_PINS = ["pyspark==4.0.1", "delta-spark==4.0.1"]
 
@@ -22,7 +26,7 @@ setup(
     description="Distributed credit-score classification on Spark, MLlib and Delta Lake",
     python_requires=">=3.10",
     # credit_spark and its subpackages (report/), and conf/ as credit_spark.conf
-    packages=[*find_packages(include=["credit_spark", "credit_spark.*"]), "credit_spark.conf"],
+    packages=[*find_packages(where=HERE, include=["credit_spark", "credit_spark.*"]), "credit_spark.conf"],
     package_dir={"credit_spark": "credit_spark", "credit_spark.conf": "conf"},
     package_data={"credit_spark.conf": ["*.yaml", "datasets/*.yaml", "sql/*.sql"]},
     include_package_data=True,
