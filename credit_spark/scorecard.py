@@ -94,6 +94,7 @@ from pyspark.sql import functions as F
 
 from credit_spark.binning import (MISSING, _non_missing, bin_key, bin_label, cut_between, few_distinct_values,
                                   isolate_values, lookup_sql, monotonic_merge, woe_iv)
+from credit_spark.session import without_whole_stage_codegen
 from credit_spark.sqltext import sql_double
 
 BINNINGS = ("quantile", "monotonic")
@@ -177,6 +178,12 @@ class Scorecard(Estimator, _ScorecardParams, HasWeightCol, DefaultParamsReadable
     def _fit(self, dataset: DataFrame) -> "ScorecardModel":
         if not isinstance(dataset, DataFrame):
             raise TypeError(f"dataset must be a DataFrame but got {type(dataset).__name__}")
+        # the counting pass (a struct per feature) and the WOE inputs of the regression (a CASE per
+        # feature) are each one operator with a hundred expressions on a wide spec
+        with without_whole_stage_codegen(dataset.sparkSession):
+            return self._fit_card(dataset)
+
+    def _fit_card(self, dataset: DataFrame) -> "ScorecardModel":
         self._validate()
         weight = self._weight_col()
         if weight is not None and weight not in dataset.columns:

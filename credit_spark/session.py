@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from pyspark.sql import SparkSession
 
@@ -75,3 +77,21 @@ def make_active(spark: SparkSession) -> None:
         return
     SparkSession._activeSession = spark
     SparkSession._get_j_spark_session_class(spark._jvm).setActiveSession(jsession)
+
+
+@contextmanager
+def without_whole_stage_codegen(spark: SparkSession) -> Iterator[None]:
+    """Plans built and run inside compile per operator, not as one whole-stage method.
+
+    For a pass whose one operator carries a hundred generated expressions (an explode of a struct
+    per feature, each with its bin CASE): as one whole-stage method it outgrows Java's 64 KB
+    limit, and Spark logs a 250-line ``ERROR CodeGenerator`` before falling back to exactly this.
+    The setting is the session's, restored on exit."""
+    key = "spark.sql.codegen.wholeStage"
+    previous = spark.conf.get(key, "true")
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
+

@@ -257,3 +257,21 @@ def test_a_dominant_value_gets_its_own_bin_and_the_rest_keeps_quantiles(spark):
     iv = {r["feature"]: r["iv"] for r in model.iv_table()}
     assert iv["overdue"] == pytest.approx(woe_iv({"0": (52, 3), "1": (2, 2), "2": (10, 10), "3": (3, 18)})[1])
     assert iv["overdue"] > 0.1
+
+
+def test_a_wide_card_fits_without_a_codegen_fallback(spark):
+    """Ninety numeric features with ten bins each (fewer than spark.sql.codegen.maxFields columns,
+    so the plan is whole-stage code): the one counting pass (an explode of a struct per feature)
+    outgrew Java's 64 KB method, and every training run logged a 250-line ERROR before Spark fell
+    back. With the fallback off, such a failed compile raises."""
+    names = [f"x{i}" for i in range(90)]
+    df = spark.range(400).select(*[((F.col("id") * (i + 3)) % 97).cast("double").alias(n) for i, n in enumerate(names)],
+                                 (F.col("id") % 3 == 0).cast("int").alias("label"))
+    previous = spark.conf.get("spark.sql.codegen.fallback")
+    spark.conf.set("spark.sql.codegen.fallback", "false")
+    try:
+        model = Scorecard(numericCols=names, numClasses=2, minIV=0.0).fit(df)
+    finally:
+        spark.conf.set("spark.sql.codegen.fallback", previous)
+    assert len(model.bin_edges()) == 90
+    assert spark.conf.get("spark.sql.codegen.wholeStage") == "true"      # the session's setting is back
