@@ -221,7 +221,9 @@ def with_quarantine_reason(spec: DatasetSpec) -> Transform:
         label = F.trim(F.col(spec.label.column))
         rid = F.trim(F.col(spec.record_key))
         reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))
-        detail = F.when(F.col(CORRUPT).isNotNull(), F.lit("the line does not split into the header's columns"))
+        detail = F.when(F.col(CORRUPT).isNotNull(),
+                        F.lit("the line does not split into the header's columns; no field of it is kept "
+                              "(row_sha256 finds it in the source file)"))
         if spec.record_id:
             reason = reason.when(_blank(F.col(spec.record_id)), F.lit(MISSING_RECORD_ID))
         if spec.customer_id:
@@ -265,14 +267,18 @@ def to_raw_records(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at:
 
 def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: Column) -> DataFrame:
     """The ``quarantine`` contract. ``raw`` holds the row's fields as JSON *without* personal
-    identifiers (for a malformed line: the fields as far as they could be split); the line
-    itself is kept only as a SHA-256 (``row_sha256``) to trace it back to the source file."""
+    identifiers. A malformed line keeps no field at all (``record_id`` and ``raw`` are null): its
+    fields did not split into the header's columns, so a name or SSN may sit under any column's
+    name. Every row, malformed or not, is kept as a SHA-256 (``row_sha256``) of its original text
+    to trace it back to the source file."""
     kept = [c for c in spec.all_columns() if c not in spec.pii]
+    malformed = F.col(CORRUPT).isNotNull()
     original = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*spec.all_columns())))
     return df.where(F.col("reason").isNotNull()).select(
-        F.lit(batch_id).alias("batch_id"), "source_file", F.col(spec.record_key).alias("record_id"),
-        "reason", "detail", F.to_json(F.struct(*kept)).alias("raw"), F.sha2(original, 256).alias("row_sha256"),
-        ingested_at.alias("ingested_at"))
+        F.lit(batch_id).alias("batch_id"), "source_file",
+        F.when(~malformed, F.col(spec.record_key)).alias("record_id"),
+        "reason", "detail", F.when(~malformed, F.to_json(F.struct(*kept))).alias("raw"),
+        F.sha2(original, 256).alias("row_sha256"), ingested_at.alias("ingested_at"))
 
 
 # --------------------------------------------------------------------------- load
