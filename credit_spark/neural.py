@@ -249,7 +249,7 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
             if backend == "horovod":
                 result = run_horovod(job, processes)
             else:
-                result = run_torch_distributor(job, f"{staging}/result.pkl", processes, local_mode, use_gpu)
+                result = run_torch_distributor(job, f"{staging}/result.json", processes, local_mode, use_gpu)
         finally:
             remove_tree(staging)
         info = {k: v for k, v in result.items() if k != "state"}
@@ -298,17 +298,16 @@ def remove_tree(uri: str) -> None:
 
 def run_torch_distributor(job: dict, result_path: str, processes: int, local_mode: bool, use_gpu: bool) -> dict:
     """Train through TorchDistributor; rank 0 leaves its result in ``result_path`` (shared storage,
-    beside the shards) rather than in the distributor's return value, which is not reliably rank 0's."""
-    import pickle
-
+    beside the shards) rather than in the distributor's return value, which is not reliably rank 0's.
+    The file is JSON (:func:`credit_spark.torch_train.result_to_json`), never pickle."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from credit_spark.torch_net import read_bytes
-    from credit_spark.torch_train import torch_distributor_main
+    from credit_spark.torch_train import result_from_json, torch_distributor_main
 
     distributor = TorchDistributor(num_processes=processes, local_mode=local_mode, use_gpu=use_gpu)
     distributor.run(torch_distributor_main, {**job, "result_path": result_path})
-    return pickle.loads(read_bytes(result_path))
+    return result_from_json(read_bytes(result_path))
 
 
 def run_horovod(job: dict, processes: int) -> dict:

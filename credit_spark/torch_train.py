@@ -9,6 +9,8 @@ or Horovod start on the executors, and in ``scripts/nn_gpu_check.py`` on a machi
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import math
 import os
@@ -313,15 +315,30 @@ def torch_distributor_main(job: dict) -> None:
     Rank 0 writes the result to ``job["result_path"]`` and every rank returns None: in local mode
     TorchDistributor has *every* process pickle its return value to one shared file, the last
     writer wins, so a returned result would come from a random rank."""
-    import pickle
-
     comm = TorchDistributedComm(job["fit_params"]["use_gpu"])
     try:
         result = run_job(comm, job)
         if comm.rank == 0:
-            write_bytes(job["result_path"], pickle.dumps(result))
+            write_bytes(job["result_path"], result_to_json(result))
     finally:
         comm.close()
+
+
+def result_to_json(result: dict) -> bytes:
+    """A training result as JSON (the weights as base64 of ``torch.save`` bytes). It crosses shared
+    storage, so it is data, never pickle: whoever can write the staging folder must not be able to
+    run code on the driver."""
+    state = result.get("state")
+    return json.dumps({**result, "state": None if state is None else base64.b64encode(state).decode("ascii")}).encode()
+
+
+def result_from_json(data: bytes) -> dict:
+    """The inverse of :func:`result_to_json`; the weights come back as bytes, loaded later with
+    ``torch.load(weights_only=True)`` (:func:`credit_spark.torch_net.load_state`)."""
+    result = json.loads(data)
+    if not isinstance(result, dict) or not isinstance(result.get("state"), str):
+        raise ValueError("the network's training result has no weights (rank 0 did not finish?)")
+    return {**result, "state": base64.b64decode(result["state"], validate=True)}
 
 
 def horovod_main(job: dict) -> dict:

@@ -16,7 +16,7 @@ from credit_spark.errors import ConfigError  # noqa: E402
 from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
 from credit_spark.torch_net import (Arrays, FitParams, NetSpec, auto_batch_size, build_net, load_state,  # noqa: E402
                                     members, predict_proba, quantile_edges)
-from credit_spark.torch_train import Comm, fit, learning_rate_schedule  # noqa: E402
+from credit_spark.torch_train import Comm, fit, learning_rate_schedule, result_from_json, result_to_json  # noqa: E402
 
 NUMERIC, CLASSES = 6, 3
 
@@ -93,6 +93,24 @@ def encoded(encoding: str, edges: list[list[float]], values: list[list[float]]) 
                    bin_edges=edges)
     with torch.no_grad():
         return build_net(spec).encoder(torch.tensor(values, dtype=torch.float32)).numpy()
+
+
+def test_the_training_result_crosses_shared_storage_as_json_not_pickle():
+    x, cats, y = synthetic(600, seed=4)
+    train = Arrays(x, cats, y, np.ones(600, np.float32))
+    spec = NetSpec(num_numeric=NUMERIC, cardinalities=[6, 4], num_classes=CLASSES, hidden_layers=[8])
+    result = fit(Comm(), train, None, spec, FitParams(max_epochs=2, batch_size=128, patience=2))
+    data = result_to_json(result)
+    back = result_from_json(data)
+    assert back == result                       # weights bytes, history, checksums: all of it
+    assert load_state(back["state"]).keys() == load_state(result["state"]).keys()
+    import json
+    import pickle
+    assert json.loads(data)["state"]            # plain JSON text on disk
+    with pytest.raises(ValueError):             # a pickle planted in the staging folder is not run
+        result_from_json(pickle.dumps(result))
+    with pytest.raises(ValueError, match="no weights"):
+        result_from_json(json.dumps({"history": []}).encode())
 
 
 def test_piecewise_linear_encoding_is_linear_inside_a_bin_and_unclipped_beyond_the_outer_bins():
