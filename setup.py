@@ -46,7 +46,10 @@ setup(
         "scikit-learn>=1.4",
     ],
     extras_require={
-        "dev": ["pytest>=8", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4"],
+        # test tools; pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
+        # are the other engines a test holds to reading the lake's tables as Spark wrote them
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
+                "deltalake>=1.1", "polars>=1.30"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

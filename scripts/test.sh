@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Command two: set up .venv/ with the test extras (pytest, torch, Horovod built once and cached,
 # the benchmark distribution benchmarks/) and run the test suite.
-#   scripts/test.sh                  # everything (about 30-65 minutes on 2 cores)
-#   scripts/test.sh -m "not e2e"     # the fast tests only
+#   scripts/test.sh                  # everything (two pytest workers, a test file each at a time)
+#   scripts/test.sh -m unit          # the quick subset
+#   TEST_WORKERS=0 scripts/test.sh   # one process (pytest-xdist off)
+# Two workers (pytest-xdist, --dist loadfile: a file's module fixtures are built once) overlap one
+# file's waits (JVM starts, subprocesses, py4j round trips, MLflow) with another's computing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,nn,horovod,bench
 set +e
-.venv/bin/python -m pytest "$@"
+WORKERS="${TEST_WORKERS:-2}"
+if [ "$WORKERS" = 0 ]; then
+  .venv/bin/python -m pytest "$@"
+else
+  .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
+fi
 status=$?
 set -e
 if [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; then
