@@ -108,6 +108,21 @@ def _score(spark, cfg: Config, args) -> None:
           f"(features v{r.features_version}) -> scores v{r.scores_version}")
 
 
+def _maintain(spark, cfg: Config, args) -> None:
+    from credit_spark.maintenance import maintain
+
+    def size(n: int | None) -> str:
+        return "-" if n is None else f"{n / 1e6:,.1f} MB"
+
+    done = maintain(spark, cfg)
+    print(f"maintained {len(done)} table(s) of {cfg.lake.root} (OPTIMIZE, then VACUUM past each retention):")
+    print(f"  {'table':<14}{'files before':>14}{'after':>8}{'folder before':>16}{'after':>12}  retention")
+    for t in done:
+        print(f"  {t.table:<14}{t.before.files:>14,}{t.after.files:>8,}{size(t.before.folder_bytes):>16}"
+              f"{size(t.after.folder_bytes):>12}  {t.retention_hours / 24:,.1f} days"
+              + (f", Z-ordered by {', '.join(t.zorder_by)}" if t.zorder_by else ""))
+
+
 #: which command writes each lake table (named when a query reads one that is not there yet)
 WRITTEN_BY = {"raw_records": "ingest", "quarantine": "ingest", "data_quality": "ingest / features",
               "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score"}
@@ -244,6 +259,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
+    "maintain": (_maintain, "compact every table (OPTIMIZE) and delete files past its retention (VACUUM)"),
     "spec": (_spec, "draft a dataset spec from a file: `spec draft --input FILE --label COL [--out spec.yaml]`"),
     "schema": (_schema, "print the JSON Schema of a dataset spec or of a config file (for editors); needs no Spark"),
     "demo": (_demo, "generate -> ingest -> features -> train -> score -> sql, end to end"),
@@ -360,7 +376,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 #: subcommands that write to the lake (its folder must be creatable and writable before any work)
-WRITES_LAKE = {"ingest", "features", "train", "score", "demo"}
+WRITES_LAKE = {"ingest", "features", "train", "score", "demo", "maintain"}
 
 
 def check_lake_writable(cfg: Config) -> None:

@@ -33,7 +33,8 @@ from credit_spark.settings import (ALGORITHMS, BINARY_ONLY, ENSEMBLE, MODEL_NAME
                                    CalibrationSettings, ComparisonSettings, Config, DecisionSettings,
                                    EnsembleSettings, GradientBoostedTreesSettings, LakeSettings,
                                    LogisticRegressionSettings, MonitoringSettings, NeuralNetworkSettings,
-                                   PromotionSettings, RandomForestSettings, ScorecardSettings, ScoreSettings,
+                                   MaintainSettings, PromotionSettings, RandomForestSettings, ScorecardSettings,
+                                   ScoreSettings,
                                    SelectionSettings, SparkSettings, TrackingSettings, TrainSettings,
                                    TuningSettings, XGBoostSettings)
 from credit_spark.spec import (GENERATED_RECORD_ID, MONTH_NAMES, DatasetSpec, DerivedFeature,  # noqa: F401
@@ -213,6 +214,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: train.algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
     validate_train(cfg.train, cfg.spec, source)
     validate_score(cfg.score, cfg.spec, source)
+    validate_maintain(cfg.maintain, source)
     if cfg.score.model not in ("champion", *MODEL_NAMES):
         raise ConfigError(f"{source}: score.model must be 'champion' or one of {list(MODEL_NAMES)}, "
                           f"got '{cfg.score.model}'")
@@ -247,6 +249,18 @@ def validate_score(score: ScoreSettings, spec: DatasetSpec, source: str) -> None
     if not 0 < m.psi_watch <= m.psi_act:
         raise ConfigError(f"{source}: score.monitoring: need 0 < psi_watch <= psi_act, "
                           f"got {m.psi_watch} and {m.psi_act}")
+
+
+def validate_maintain(maintain: MaintainSettings, source: str) -> None:
+    """Retention days are not negative; table names are checked by ``maintain`` itself (the lake's
+    tables are :mod:`credit_spark.tables`' to name)."""
+    if "scores" in maintain.retention_days or "monitoring" in maintain.retention_days:
+        raise ConfigError(f"{source}: maintain.retention_days: the history of scores and monitoring is kept for "
+                          f"score.retention_months; set that instead")
+    days = {**maintain.retention_days, "default_retention_days": maintain.default_retention_days}
+    negative = {k: v for k, v in days.items() if v < 0}
+    if negative:
+        raise ConfigError(f"{source}: maintain: retention days must be >= 0, got {negative}")
 
 
 def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None:

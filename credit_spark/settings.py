@@ -298,6 +298,19 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
+class MaintainSettings:
+    """``credit-spark maintain``: compaction and how long removed files stay (docs/operations.md)."""
+
+    #: days a file removed from a table is kept (time travel reaches this far back), per table;
+    #: scores and monitoring keep score.retention_months instead
+    retention_days: dict[str, float] = field(default_factory=lambda: {"raw_records": 30.0, "quarantine": 30.0})
+    #: days for the tables retention_days does not name (features, data_quality, scorecard)
+    default_retention_days: float = 7.0
+    #: columns OPTIMIZE Z-orders each table's files by (within each partition)
+    zorder: dict[str, list[str]] = field(default_factory=lambda: {"scores": ["customer_id"]})
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: str
     spec: DatasetSpec
@@ -306,6 +319,7 @@ class Config:
     train: TrainSettings = field(default_factory=TrainSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
     def table_path(self, name: str) -> str:
         """A table's reference: its path under the lake root, or its metastore name."""

@@ -171,3 +171,58 @@ def test_spark_submit_runs_a_job_file(lake_after_demo):
     assert proc.returncode == 0, output[-3000:]
     assert "running under spark-submit" in output
     assert "|150|" in proc.stdout.replace(" ", "")
+
+
+# --------------------------------------------------------------------------- other engines
+def _plain(value):
+    """A value as both engines' Python rows can be compared: timestamps as naive UTC, nested
+    rows and structs as dicts, arrays as lists."""
+    import datetime
+
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _sorted_rows(rows: list[dict]) -> list[dict]:
+    return sorted((_plain(r) for r in rows), key=repr)
+
+
+@pytest.mark.parametrize("table", [SCORES, "monitoring", FEATURES])
+def test_delta_rs_and_polars_read_the_tables_spark_wrote(spark, lake_after_demo, table):
+    """Analysts' other engines: delta-rs (``deltalake``, also behind DuckDB's and pandas' Delta
+    readers) and polars read every row and value Spark wrote, the scores' nested reasons included.
+    A table feature they cannot read (deletion vectors, column mapping, ...) fails here."""
+    deltalake = pytest.importorskip("deltalake")
+    polars = pytest.importorskip("polars")
+    lake, _ = lake_after_demo
+    path = f"{lake}/{table}"
+    expected = _sorted_rows([r.asDict(recursive=True) for r in delta(spark, lake, table).collect()])
+    assert expected, table
+
+    arrow = deltalake.DeltaTable(path).to_pyarrow_table()
+    assert _sorted_rows(arrow.to_pylist()) == expected
+
+    frame = polars.read_delta(path)
+    assert frame.height == len(expected) and set(frame.columns) == set(expected[0])
+    assert _sorted_rows(frame.to_dicts()) == expected
+    if table == SCORES:
+        assert frame.schema["reasons"].__class__.__name__ == "List" and frame["reasons"].list.len().max() > 0
+
+
+def test_maintain_through_the_cli_compacts_and_keeps_every_row(spark, lake_after_demo, capsys):
+    lake, common = lake_after_demo
+    names = (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring")
+    counts = {t: delta(spark, lake, t).count() for t in names}
+    files = spark.sql(f"DESCRIBE DETAIL delta.`{lake}/{SCORES}`").first().numFiles
+    assert cli(*common, "maintain") == 0
+    out = capsys.readouterr().out
+    assert "maintained 7 table(s)" in out and "Z-ordered by customer_id" in out, out
+    assert {t: delta(spark, lake, t).count() for t in names} == counts
+    assert spark.sql(f"DESCRIBE DETAIL delta.`{lake}/{SCORES}`").first().numFiles <= files
+    first_night = spark.read.format("delta").option("versionAsOf", 1).load(f"{lake}/{SCORES}")
+    assert first_night.count() == counts[SCORES]    # the history before the rerun is still there

@@ -1,0 +1,120 @@
+"""Lake maintenance (``credit-spark maintain``): compaction and bounded storage.
+
+Every night adds small files (a run date's scores and monitoring rows), and every rewrite (the
+features table is rebuilt by each ``features`` run) leaves the previous files behind for time
+travel. Without maintenance the lake grows by a full copy of ``features`` per run. So, per table:
+
+1. ``OPTIMIZE`` compacts small files (``scores`` Z-ordered by customer within each run date,
+   so one customer's history reads few files);
+2. the table's ``delta.deletedFileRetentionDuration`` is set to its retention, then ``VACUUM``
+   deletes the files that left the table longer ago than that. ``scores`` and ``monitoring`` keep
+   ``score.retention_months`` (the 25-month adverse-action record, set by the scorer); every other
+   table keeps ``maintain.retention_days``.
+
+Time travel reaches back as far as the retention: a job still reading an older version of a
+table when its files are vacuumed fails, so a retention shorter than the longest job is unsafe.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from credit_spark.config import Config
+from credit_spark.errors import ConfigError
+from credit_spark.tables import MONITORING, SCORES, TABLES, delta_table, is_path, sql_ref, table_exists
+
+logger = logging.getLogger(__name__)
+
+#: tables whose retention is ``score.retention_months`` (the scorer sets their properties)
+SCORE_HISTORY_TABLES = (SCORES, MONITORING)
+HOURS_PER_DAY = 24
+
+
+@dataclass(frozen=True)
+class TableStorage:
+    """One table's size: the current version's data files, and (local lakes) every data file in
+    its folder, which includes the history that VACUUM has not deleted yet."""
+
+    files: int
+    bytes: int
+    folder_files: int | None
+    folder_bytes: int | None
+
+
+@dataclass(frozen=True)
+class TableMaintenance:
+    table: str
+    before: TableStorage
+    after: TableStorage
+    retention_hours: float
+    zorder_by: list[str]
+
+
+def retention_hours(cfg: Config, table: str) -> float:
+    if table in SCORE_HISTORY_TABLES:
+        return cfg.score.retention_months * 365.25 / 12 * HOURS_PER_DAY
+    return cfg.maintain.retention_days.get(table, cfg.maintain.default_retention_days) * HOURS_PER_DAY
+
+
+def folder_storage(ref: str) -> tuple[int, int] | tuple[None, None]:
+    """(files, bytes) of the data files under a local table folder (the log excluded)."""
+    if not is_path(ref) or ("://" in ref and not ref.startswith("file:")):
+        return None, None
+    root = ref.removeprefix("file://").removeprefix("file:")
+    files = size = 0
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "_delta_log"]
+        for name in names:
+            if name.endswith(".parquet"):
+                files += 1
+                size += os.path.getsize(os.path.join(folder, name))
+    return files, size
+
+
+def storage(spark: SparkSession, ref: str) -> TableStorage:
+    detail = spark.sql(f"DESCRIBE DETAIL {sql_ref(ref)}").select("numFiles", "sizeInBytes").first()
+    folder_files, folder_bytes = folder_storage(ref)
+    return TableStorage(files=int(detail[0]), bytes=int(detail[1]), folder_files=folder_files,
+                        folder_bytes=folder_bytes)
+
+
+def maintain_table(spark: SparkSession, cfg: Config, table: str) -> TableMaintenance:
+    """OPTIMIZE (Z-ordered where configured), then VACUUM past the table's retention."""
+    ref = cfg.table_path(table)
+    before = storage(spark, ref)
+    zorder = list(cfg.maintain.zorder.get(table, []))
+    columns = delta_table(spark, ref).toDF().columns
+    absent = [c for c in zorder if c not in columns]
+    if absent:
+        raise ConfigError(f"maintain.zorder.{table}: no column {absent} in table {table} (columns: {', '.join(columns)})")
+    optimize = f"OPTIMIZE {sql_ref(ref)}" + (f" ZORDER BY ({', '.join(f'`{c}`' for c in zorder)})" if zorder else "")
+    spark.sql(optimize)
+    hours = retention_hours(cfg, table)
+    if table not in SCORE_HISTORY_TABLES:
+        # VACUUM without RETAIN reads this property: no override of Delta's retention safety check
+        interval = f"interval {round(hours * 3600)} seconds"
+        spark.sql(f"ALTER TABLE {sql_ref(ref)} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{interval}')")
+    delta_table(spark, ref).vacuum()
+    after = storage(spark, ref)
+    logger.info("%s: %d -> %d files (current version), folder %s -> %s bytes; retention %.0f h%s", table,
+                before.files, after.files, before.folder_bytes, after.folder_bytes, hours,
+                f"; Z-ordered by {zorder}" if zorder else "")
+    return TableMaintenance(table=table, before=before, after=after, retention_hours=hours, zorder_by=zorder)
+
+
+def maintain(spark: SparkSession, cfg: Config) -> list[TableMaintenance]:
+    """Maintain every lake table that exists (see the module docstring); tables are independent,
+    and each step is a Delta commit of its own, so an interrupted run leaves consistent tables
+    and a rerun finishes the work."""
+    for key in ("retention_days", "zorder"):
+        unknown = sorted(set(getattr(cfg.maintain, key)) - set(TABLES))
+        if unknown:
+            raise ConfigError(f"maintain.{key}: unknown table(s) {unknown} (tables: {', '.join(TABLES)})")
+    done = []
+    for table in TABLES:
+        if table_exists(spark, cfg.table_path(table)):
+            done.append(maintain_table(spark, cfg, table))
+    return done
