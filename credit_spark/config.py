@@ -33,8 +33,8 @@ from credit_spark.settings import (ALGORITHMS, BINARY_ONLY, ENSEMBLE, MODEL_NAME
                                    CalibrationSettings, ComparisonSettings, Config, DecisionSettings,
                                    EnsembleSettings, GradientBoostedTreesSettings, LakeSettings,
                                    LogisticRegressionSettings, MonitoringSettings, NeuralNetworkSettings,
-                                   MaintainSettings, PromotionSettings, RandomForestSettings, ScorecardSettings,
-                                   ScoreSettings,
+                                   MaintainSettings, PrivacySettings, PromotionSettings, RandomForestSettings,
+                                   ScorecardSettings, ScoreSettings,
                                    SelectionSettings, SparkSettings, TrackingSettings, TrainSettings,
                                    TuningSettings, XGBoostSettings)
 from credit_spark.spec import (GENERATED_RECORD_ID, MONTH_NAMES, DatasetSpec, DerivedFeature,  # noqa: F401

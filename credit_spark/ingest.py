@@ -10,6 +10,8 @@ Contract:
   record is one row, not fragments. The price: each file is read by one task (as a gzip file
   always is), so a large extract parallelises by being delivered as several files;
 * every row read ends up in exactly one place: ``rows_read = rows_ingested + rows_quarantined``;
+* the spec's ``pii`` columns reach ``raw_records`` as null or as keyed hashes (``privacy.pii``,
+  :mod:`credit_spark.privacy`), never in clear;
 * re-ingesting the same file changes nothing: ``raw_records`` is merged on the record id, and a
   batch's quarantine rows are replaced, not appended.
 """
@@ -28,6 +30,7 @@ from pyspark.sql import types as T
 from credit_spark.config import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
 from credit_spark.features import Transform, period_index
+from credit_spark.privacy import masked_pii, pii_key
 from credit_spark.quality import record_ingest_quality
 from credit_spark.tables import (QUARANTINE, RAW_RECORDS, current_version, delta_table, last_operation_metrics,
                                  overwrite_table, table_exists)
@@ -258,10 +261,13 @@ def raw_columns(spec: DatasetSpec) -> list[str]:
     return ([] if spec.record_id else [GENERATED_RECORD_ID]) + spec.all_columns()
 
 
-def to_raw_records(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: Column) -> DataFrame:
-    """The ``raw_records`` contract: the spec's columns as trimmed strings plus lineage columns."""
+def to_raw_records(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: Column,
+                   pii_key: bytes | None = None) -> DataFrame:
+    """The ``raw_records`` contract: the spec's columns as trimmed strings plus lineage columns;
+    the ``pii`` columns null, or their keyed hashes under ``pii_key`` (:mod:`credit_spark.privacy`)."""
     return df.where(F.col("reason").isNull()).select(
-        *[F.trim(F.col(c)).alias(c) for c in raw_columns(spec)],
+        *[(masked_pii(F.col(c), pii_key) if c in spec.pii else F.trim(F.col(c))).alias(c)
+          for c in raw_columns(spec)],
         F.lit(batch_id).alias("batch_id"), "source_file", ingested_at.alias("ingested_at"), "row_hash")
 
 
@@ -314,6 +320,7 @@ def merge_quarantine(spark: SparkSession, rows: DataFrame, path: str) -> None:
 def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = None) -> IngestResult:
     """Ingest one file or folder of files into the lake (idempotent per set of files)."""
     spec = cfg.spec
+    key = pii_key(cfg.privacy)        # a missing key stops before any read
     fmt, files = list_input_files(spark, input_path, fmt)
     batch_id = batch_id_for(files)
     logger.info("ingesting %d %s file(s) from %s as batch %s", len(files), fmt, input_path, batch_id)
@@ -338,7 +345,7 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
         if reasons or not table_exists(spark, quarantine_path):   # a clean batch needs no merge (a full pass)
             merge_quarantine(spark, to_quarantine(classified, spec, batch_id, ingested_at), quarantine_path)
 
-        inserted, updated = merge_raw_records(spark, to_raw_records(classified, spec, batch_id, ingested_at),
+        inserted, updated = merge_raw_records(spark, to_raw_records(classified, spec, batch_id, ingested_at, key),
                                               cfg.table_path(RAW_RECORDS), spec.record_key)
     finally:
         classified.unpersist()

@@ -298,6 +298,17 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
+class PrivacySettings:
+    """What the spec's ``pii`` columns hold at rest (docs/operations.md, "Personal data")."""
+
+    #: drop = null in raw_records; hash = HMAC-SHA256 under the key in key_env (records of one
+    #: person still join)
+    pii: Literal["drop", "hash"] = "drop"
+    #: environment variable holding the HMAC key (at least 16 bytes), read at ingest
+    key_env: str = "CREDIT_SPARK_PII_KEY"
+
+
+@dataclass(frozen=True)
 class MaintainSettings:
     """``credit-spark maintain``: compaction and how long removed files stay (docs/operations.md)."""
 
@@ -320,6 +331,7 @@ class Config:
     score: ScoreSettings = field(default_factory=ScoreSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def table_path(self, name: str) -> str:
         """A table's reference: its path under the lake root, or its metastore name."""

@@ -1,5 +1,6 @@
 """End to end through the real CLI: every stage on a small generated dataset, then spark-submit."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,12 +74,47 @@ def test_no_personal_identifiers_downstream(spark, lake_after_demo):
     lake, _ = lake_after_demo
     assert not PII & set(delta(spark, lake, FEATURES).columns)
     assert not PII & set(delta(spark, lake, SCORES).columns)
-    # and no value of a raw Name shows up in features either
-    names = delta(spark, lake, RAW_RECORDS).where(F.col("Name").isNotNull()).select("Name").distinct()
+    # and no value of an input Name shows up in features either
+    labelled = str(Path(lake).parent / "labelled")
+    names = spark.read.option("header", True).csv(labelled).where(F.col("Name").isNotNull()).select("Name").distinct()
     features = delta(spark, lake, FEATURES)
     text_cols = [c for c, t in features.dtypes if t == "string"]
     leaked = features.select(F.explode(F.array(*text_cols)).alias("v")).join(names, F.col("v") == F.col("Name"))
     assert leaked.count() == 0
+
+
+def _input_identifiers(spark, lake) -> set[str]:
+    """The names and social security numbers of the run's input files (not the dirt tokens)."""
+    base = Path(lake).parent
+    inputs = spark.read.option("header", True).csv(str(base / "labelled")).select("Name", "SSN").unionByName(
+        spark.read.parquet(str(base / "september")).select("Name", "SSN"))
+    values = {v for r in inputs.collect() for v in (r.Name, r.SSN) if v}
+    return {v for v in values if re.fullmatch(r"\d{3}-\d{2}-\d{4}|[A-Z][a-z]+ [A-Z][a-z]+", v)}
+
+
+def test_no_name_or_ssn_anywhere_in_the_lake_its_logs_or_artifacts(spark, lake_after_demo, capfd):
+    """Every file under the lake (Delta logs with their statistics, data files, the MLflow store
+    and artifacts, reports) and every row of every table, as text, and a verbose run's log."""
+    lake, common = lake_after_demo
+    identifiers = _input_identifiers(spark, lake)
+    assert len(identifiers) > 200
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(identifiers, key=len, reverse=True)))
+    assert pattern.search(next((Path(lake).parent / "labelled").glob("*.csv")).read_text())   # it finds them
+    hits = []
+    for path in Path(lake).rglob("*"):
+        if path.is_file():
+            found = pattern.search(path.read_bytes().decode("utf-8", errors="replace"))
+            hits += [f"{path}: {found.group(0)}"] if found else []
+    for table in (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring", "data_quality", "scorecard"):
+        for row in delta(spark, lake, table).select(F.to_json(F.struct("*"))).collect():
+            found = pattern.search(row[0])
+            hits += [f"{table}: {found.group(0)}"] if found else []
+    capfd.readouterr()
+    assert cli("-v", *common, "ingest", "--input", str(Path(lake).parent / "labelled")) == 0
+    logged = capfd.readouterr()
+    found = pattern.search(logged.out + logged.err)
+    hits += [f"log: {found.group(0)}"] if found else []
+    assert hits == []
 
 
 def test_sql_command_sees_tables_by_short_name(spark, lake_after_demo, capsys):
