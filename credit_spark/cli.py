@@ -123,9 +123,20 @@ def _maintain(spark, cfg: Config, args) -> None:
               + (f", Z-ordered by {', '.join(t.zorder_by)}" if t.zorder_by else ""))
 
 
+def _forget(spark, cfg: Config, args) -> None:
+    from credit_spark.erasure import forget
+
+    r = forget(spark, cfg, args.customer, purge_files=args.purge)
+    print(f"erasure request {r.request_id}: {len(r.customers)} customer(s); rows deleted: "
+          + (", ".join(f"{t} {n:,}" for t, n in r.rows_deleted.items()) or "no table yet")
+          + ("; files purged (no time travel before this point in those tables)" if r.purged else
+             "; removed files stay until `credit-spark maintain` vacuums them past each retention (or use --purge)"))
+
+
 #: which command writes each lake table (named when a query reads one that is not there yet)
 WRITTEN_BY = {"raw_records": "ingest", "quarantine": "ingest", "data_quality": "ingest / features",
-              "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score"}
+              "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score",
+              "erasure_requests": "forget"}
 
 
 def _sql(spark, cfg: Config, args) -> None:
@@ -259,6 +270,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
+    "forget": (_forget, "delete customers' rows from every table (an erasure request), recorded in erasure_requests"),
     "maintain": (_maintain, "compact every table (OPTIMIZE) and delete files past its retention (VACUUM)"),
     "spec": (_spec, "draft a dataset spec from a file: `spec draft --input FILE --label COL [--out spec.yaml]`"),
     "schema": (_schema, "print the JSON Schema of a dataset spec or of a config file (for editors); needs no Spark"),
@@ -332,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p["spec"].add_argument("--name", default=None, help="the spec's name (default: the file name of --out)")
     p["schema"].add_argument("kind", choices=["spec", "config"], help="which file the schema describes")
     p["schema"].add_argument("--out", default=None, help="write it here instead of printing it")
+    p["forget"].add_argument("--customer", action="append", required=True, metavar="ID",
+                             help="a customer id (repeatable)")
+    p["forget"].add_argument("--purge", action="store_true",
+                             help="also delete the removed files now (VACUUM with no retention)")
     p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
     p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")
 
@@ -376,7 +392,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 #: subcommands that write to the lake (its folder must be creatable and writable before any work)
-WRITES_LAKE = {"ingest", "features", "train", "score", "demo", "maintain"}
+WRITES_LAKE = {"ingest", "features", "train", "score", "demo", "maintain", "forget"}
 
 
 def check_lake_writable(cfg: Config) -> None:

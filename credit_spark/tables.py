@@ -31,6 +31,7 @@ SCORES = "scores"
 DATA_QUALITY = "data_quality"
 SCORECARD = "scorecard"
 MONITORING = "monitoring"
+ERASURE_REQUESTS = "erasure_requests"
 
 #: every table of the lake, with the command that writes it (used in "run X first" messages)
 TABLES = {
@@ -41,6 +42,7 @@ TABLES = {
     SCORECARD: "train",
     SCORES: "score",
     MONITORING: "score",
+    ERASURE_REQUESTS: "forget",
 }
 
 R = TypeVar("R")
