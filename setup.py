@@ -47,9 +47,10 @@ setup(
     ],
     extras_require={
         # test tools; pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
-        # are the other engines a test holds to reading the lake's tables as Spark wrote them
+        # are the other engines a test holds to reading the lake's tables as Spark wrote them;
+        # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
-                "deltalake>=1.1", "polars>=1.30"],
+                "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

@@ -133,6 +133,12 @@ def _forget(spark, cfg: Config, args) -> None:
              "; removed files stay until `credit-spark maintain` vacuums them past each retention (or use --purge)"))
 
 
+def _serve_sql(spark, cfg: Config, args) -> None:
+    from credit_spark.sql_server import serve_sql
+
+    serve_sql(spark, cfg, schema=args.schema)
+
+
 #: which command writes each lake table (named when a query reads one that is not there yet)
 WRITTEN_BY = {"raw_records": "ingest", "quarantine": "ingest", "data_quality": "ingest / features",
               "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score",
@@ -271,6 +277,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "score": (_score, "score the records of a run date into the scores table (rerun-safe)"),
     "sql": (_sql, "run Spark SQL over the lake; every table is queryable by its short name"),
     "forget": (_forget, "delete customers' rows from every table (an erasure request), recorded in erasure_requests"),
+    "serve-sql": (_serve_sql, "serve the lake to JDBC/ODBC clients (Spark's Thrift server, HiveServer2 protocol)"),
     "maintain": (_maintain, "compact every table (OPTIMIZE) and delete files past its retention (VACUUM)"),
     "spec": (_spec, "draft a dataset spec from a file: `spec draft --input FILE --label COL [--out spec.yaml]`"),
     "schema": (_schema, "print the JSON Schema of a dataset spec or of a config file (for editors); needs no Spark"),
@@ -348,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a customer id (repeatable)")
     p["forget"].add_argument("--purge", action="store_true",
                              help="also delete the removed files now (VACUUM with no retention)")
+    p["serve-sql"].add_argument("--host", default="127.0.0.1",
+                                help="address to listen on (default 127.0.0.1: this machine only)")
+    p["serve-sql"].add_argument("--port", type=_positive_int, default=10000, help="port (default 10000)")
+    p["serve-sql"].add_argument("--schema", default="credit", help="schema the tables and views are published in")
     p["sql"].add_argument("query", help='e.g. "SELECT count(*) FROM scores"')
     p["sql"].add_argument("--limit", type=int, default=20, help="rows to print")
 
@@ -445,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command in WRITES_LAKE:
             check_lake_writable(cfg)
+        if args.command == "serve-sql":   # static settings: before the session starts
+            from credit_spark.sql_server import with_server_conf
+            cfg = with_server_conf(cfg, args.host, args.port)
         spark = None if args.command in NO_SPARK else get_spark(with_scratch_warehouse(cfg).spark)
         if spark is not None:
             from credit_spark.tables import ensure_schema

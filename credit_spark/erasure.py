@@ -26,8 +26,8 @@ from credit_spark.config import Config
 from credit_spark.errors import ConfigError
 from credit_spark.features import CUSTOMER_ID
 from credit_spark.sqltext import sql_string
-from credit_spark.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, append, delta_table,
-                                 last_operation_metrics, table_exists)
+from credit_spark.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, append, current_version,
+                                 delta_table, last_operation_metrics, table_exists)
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,11 @@ def customer_predicates(cfg: Config, customers: list[str]) -> dict[str, str]:
 
 
 def delete_rows(spark: SparkSession, ref: str, predicate: str) -> int:
-    table = delta_table(spark, ref)
-    table.delete(predicate)
+    """Rows deleted by one Delta DELETE (a DELETE that matches nothing commits nothing)."""
+    before = current_version(spark, ref)
+    delta_table(spark, ref).delete(predicate)
+    if current_version(spark, ref) == before:
+        return 0
     return int(last_operation_metrics(spark, ref).get("numDeletedRows", 0))
 
 

@@ -262,3 +262,72 @@ def test_maintain_through_the_cli_compacts_and_keeps_every_row(spark, lake_after
     assert spark.sql(f"DESCRIBE DETAIL delta.`{lake}/{SCORES}`").first().numFiles <= files
     first_night = spark.read.format("delta").option("versionAsOf", 1).load(f"{lake}/{SCORES}")
     assert first_night.count() == counts[SCORES]    # the history before the rerun is still there
+
+
+# --------------------------------------------------------------------------- SQL endpoint
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(1)
+    raise AssertionError(f"serve-sql did not listen on {port} within {timeout_s} s")
+
+
+def test_sql_endpoint_serves_beeline_and_a_python_client_read_only(spark, lake_after_demo, tmp_path):
+    """serve-sql publishes the lake in schema `credit`; beeline (shipped with pyspark) and PyHive
+    run the shipped views with Spark's own rows; a DELETE through the endpoint changes nothing;
+    SIGTERM stops the server cleanly."""
+    import signal
+
+    from credit_spark.config import load_config
+    from credit_spark.tables import register_views
+
+    lake, common = lake_after_demo
+    register_views(spark, load_config([common[3]], lake=lake))
+    queries = {
+        "SELECT customer_id, predicted_class FROM latest_scores ORDER BY customer_id": None,
+        "SELECT run_date, predicted_class, records FROM daily_class_distribution ORDER BY 1, 2": None,
+        "SELECT count(*) FROM drift_by_feature": None,
+    }
+    expected = {q: [tuple(str(v) for v in r) for r in spark.sql(q).collect()] for q in queries}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "credit_spark.cli", *common, "serve-sql", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        _wait_for_port(port, proc)
+        beeline = str(Path(sys.executable).parent / "beeline")
+        url = f"jdbc:hive2://127.0.0.1:{port}/credit"
+        for query, rows in expected.items():
+            out = subprocess.run([beeline, "-u", url, "--silent=true", "--showHeader=false", "--outputformat=csv2",
+                                  "-e", query], capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-3000:]
+            assert [tuple(line.split(",")) for line in out.stdout.splitlines() if line] == rows, query
+
+        from pyhive import hive
+        with hive.connect("127.0.0.1", port=port, database="credit", auth="NONE", username="analyst") as conn:
+            cursor = conn.cursor()
+            for query, rows in expected.items():
+                cursor.execute(query)
+                assert [tuple(str(v) for v in r) for r in cursor.fetchall()] == rows, query
+            with pytest.raises(Exception):
+                cursor.execute("DELETE FROM scores WHERE true")
+        assert delta(spark, lake, SCORES).count() == 150
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, output[-3000:]
+    assert f"serving jdbc:hive2://127.0.0.1:{port}/credit" in output and "SQL server stopped" in output
