@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from pyspark.sql import SparkSession
 
 from credit_spark.config import Config
 from credit_spark.errors import ConfigError
+from credit_spark.session import launched_by_spark_submit
 from credit_spark.tables import TABLES, table_exists
 from credit_spark.views import render, shipped_sql
 
@@ -39,6 +43,23 @@ def metastore_dir(cfg: Config) -> Path:
     return Path(cfg.lake.root).resolve() / "_metastore"
 
 
+def delta_jars(spark_conf: dict[str, str]) -> list[Path]:
+    """Where Spark's Ivy keeps the Delta JARs of the installed delta-spark (what
+    ``configure_spark_with_delta_pip`` asks for)."""
+    from importlib.metadata import version
+
+    ivy = Path(spark_conf.get("spark.jars.ivy") or Path.home() / ".ivy2.5.2")
+    v = version("delta-spark")
+    return [ivy / "jars" / f"io.delta_delta-spark_2.13-{v}.jar", ivy / "jars" / f"io.delta_delta-storage-{v}.jar"]
+
+
+def fetch_delta_jars() -> None:
+    """Have Spark's Ivy fetch the Delta JARs once (a short local session in a child process)."""
+    code = ("from delta import configure_spark_with_delta_pip; from pyspark.sql import SparkSession; "
+            "configure_spark_with_delta_pip(SparkSession.builder.master('local[1]')).getOrCreate().stop()")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=900)
+
+
 def with_server_conf(cfg: Config, host: str, port: int) -> Config:
     """The Spark settings the server needs, set before the session starts (they are static): the
     Hive catalog with an embedded Derby metastore under the lake (unless the config names one),
@@ -50,6 +71,16 @@ def with_server_conf(cfg: Config, host: str, port: int) -> Config:
         raise ConfigError(f"serve-sql's embedded metastore needs a local lake.root, got {cfg.lake.root}; "
                           f"set spark.hadoop.hive.metastore.uris to an external metastore")
     conf = dict(cfg.spark.conf)
+    # Hive opens each client's session with a class loader of its own, whose parent is the JVM's
+    # class path, not the loader holding the JARs fetched by spark.jars.packages: Delta's catalog
+    # must be on the driver's class path itself, or a client connecting to a database fails with
+    # "Cannot find catalog plugin class for catalog 'spark_catalog': ...DeltaCatalog"
+    jars = delta_jars(conf)
+    if not launched_by_spark_submit():
+        if not all(j.is_file() for j in jars):
+            fetch_delta_jars()
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(
+            [*filter(None, [conf.get("spark.driver.extraClassPath")]), *map(str, jars)])
     if "spark.hadoop.hive.metastore.uris" not in conf:
         home = metastore_dir(cfg)
         home.mkdir(parents=True, exist_ok=True)

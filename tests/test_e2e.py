@@ -313,7 +313,8 @@ def test_sql_endpoint_serves_beeline_and_a_python_client_read_only(spark, lake_a
         url = f"jdbc:hive2://127.0.0.1:{port}/credit"
         for query, rows in expected.items():
             out = subprocess.run([beeline, "-u", url, "--silent=true", "--showHeader=false", "--outputformat=csv2",
-                                  "-e", query], capture_output=True, text=True, timeout=300)
+                                  "-e", query], capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "PYSPARK_PYTHON": sys.executable})
             assert out.returncode == 0, out.stderr[-3000:]
             assert [tuple(line.split(",")) for line in out.stdout.splitlines() if line] == rows, query
 
