@@ -27,7 +27,7 @@ from credit_spark.errors import ConfigError
 from credit_spark.features import CUSTOMER_ID
 from credit_spark.sqltext import sql_string
 from credit_spark.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, append, current_version,
-                                 delta_table, last_operation_metrics, table_exists)
+                                 delta_table, last_operation_metrics, table_exists, vacuum)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def purge(spark: SparkSession, ref: str) -> None:
     before = spark.conf.get(RETENTION_CHECK, "true")
     spark.conf.set(RETENTION_CHECK, "false")
     try:
-        delta_table(spark, ref).vacuum(0)
+        vacuum(spark, ref, 0)
     finally:
         spark.conf.set(RETENTION_CHECK, before)
 

@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from credit_spark.config import Config
 from credit_spark.errors import ConfigError
-from credit_spark.tables import MONITORING, SCORES, TABLES, delta_table, is_path, sql_ref, table_exists
+from credit_spark.tables import MONITORING, SCORES, TABLES, delta_table, is_path, sql_ref, table_exists, vacuum
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def maintain_table(spark: SparkSession, cfg: Config, table: str) -> TableMainten
         # VACUUM without RETAIN reads this property: no override of Delta's retention safety check
         interval = f"interval {round(hours * 3600)} seconds"
         spark.sql(f"ALTER TABLE {sql_ref(ref)} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{interval}')")
-    delta_table(spark, ref).vacuum()
+    vacuum(spark, ref)
     after = storage(spark, ref)
     logger.info("%s: %d -> %d files (current version), folder %s -> %s bytes; retention %.0f h%s", table,
                 before.files, after.files, before.folder_bytes, after.folder_bytes, hours,

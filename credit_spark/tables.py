@@ -212,6 +212,29 @@ def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[i
     return int(row[0]), dict(row[1] or {})
 
 
+#: Spark's default parallelism for listing a table's folders (VACUUM lists every one): 10,000
+#: tasks, about 30 s of scheduling on a small table in local mode
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+SPARK_DEFAULT_LISTING_PARALLELISM = "10000"
+#: the tables' folders are partition values (run dates, periods): hundreds at most, listed in
+#: this many tasks
+VACUUM_LISTING_PARALLELISM = 32
+
+
+def vacuum(spark: SparkSession, ref: str, retention_hours: float | None = None) -> None:
+    """VACUUM a table (past its ``delta.deletedFileRetentionDuration``, or ``retention_hours``),
+    listing its folders in :data:`VACUUM_LISTING_PARALLELISM` tasks unless the session sets the
+    listing parallelism itself: 30 s -> 5 s on a small local table."""
+    previous = spark.conf.get(LISTING_PARALLELISM, SPARK_DEFAULT_LISTING_PARALLELISM)
+    if previous == SPARK_DEFAULT_LISTING_PARALLELISM:
+        spark.conf.set(LISTING_PARALLELISM, str(VACUUM_LISTING_PARALLELISM))
+    try:
+        table = delta_table(spark, ref)
+        table.vacuum() if retention_hours is None else table.vacuum(retention_hours)
+    finally:
+        spark.conf.set(LISTING_PARALLELISM, previous)
+
+
 def append(df: DataFrame, path: str) -> None:
     _save(df.write.format("delta").mode("append"), path)
 
