@@ -141,7 +141,7 @@ def _serve_sql(spark, cfg: Config, args) -> None:
 
 #: which command writes each lake table (named when a query reads one that is not there yet)
 WRITTEN_BY = {"raw_records": "ingest", "quarantine": "ingest", "data_quality": "ingest / features",
-              "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score",
+              "features": "features", "scorecard": "train", "scores": "score", "monitoring": "score", "runs": "score",
               "erasure_requests": "forget"}
 
 

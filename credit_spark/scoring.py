@@ -38,8 +38,8 @@ from credit_spark.features import (CUSTOMER_ID, HISTORY_SUFFIXES, PERIOD, RECORD
 from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
 from credit_spark.sqltext import sql_string
-from credit_spark.tables import (FEATURES, MONITORING, SCORES, commit_tagged, ensure_table, read_snapshot,
-                                 read_table, replace_where, with_retries)
+from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, append, commit_tagged, ensure_table,
+                                 read_snapshot, read_table, replace_where, with_retries)
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,33 @@ def to_scores(classes: list[str], model: registry.ModelRecord, run_date: date, f
 
 
 # --------------------------------------------------------------------------- monitoring
+RUNS_SCHEMA = T.StructType([
+    _field("run_date", T.DateType(), "run date scored"),
+    _field("run_id", T.StringType(), "scoring run id (as in scores.run_id and monitoring.run_id)"),
+    _field("model_name", T.StringType(), "algorithm of the scoring model"),
+    _field("model_version", T.IntegerType(), "MLflow registered-model version"),
+    _field("features_version", T.LongType(), "Delta version of the features table read"),
+    _field("scores_version", T.LongType(), "Delta version of scores this run committed"),
+    _field("monitoring_version", T.LongType(), "Delta version of monitoring this run committed"),
+    _field("rows", T.LongType(), "records scored"),
+    _field("status", T.StringType(), "the run's monitoring status: ok / watch / act"),
+    _field("finished_at", T.TimestampType(), "when the run completed (UTC)"),
+])
+
+
+def record_run(spark: SparkSession, cfg: Config, row: tuple, properties: dict[str, str]) -> None:
+    """Append the night to ``runs``, last: a run id there means its scores and its monitoring
+    are both committed (a night killed in between has scores but no row here, and the rerun
+    adds it)."""
+    path = cfg.table_path(RUNS)
+    with_retries(lambda: ensure_table(spark, path, RUNS_SCHEMA, [], "one row per completed scoring run, written "
+                                      "after its scores and monitoring (credit_spark score)", properties),
+                 "create runs", cfg.score.write_retries)
+    frame = (spark.createDataFrame([row], T.StructType(RUNS_SCHEMA.fields[:-1]))
+             .withColumn("finished_at", F.current_timestamp()))
+    with_retries(lambda: append(frame, path), "runs", cfg.score.write_retries)
+
+
 MONITORING_SCHEMA = T.StructType([
     _field("run_date", T.DateType(), "run date (partition)"),
     _field("run_id", T.StringType(), "scoring run id (as in scores.run_id)"),
@@ -365,6 +392,8 @@ def _score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRe
                  "create monitoring", cfg.score.write_retries)
     with_retries(lambda: replace_where(frame, mpath, day, ["run_date"], user_metadata=run_id),
                  f"monitoring {run_date}", cfg.score.write_retries)
+    record_run(spark, cfg, (run_date, run_id, record.model_name, record.model_version, features_version, version,
+                            commit_tagged(spark, mpath, run_id)[0], rows_out, status), properties)
     logger.info("scored %d records for %s with %s v%d (features v%d) -> scores v%d; monitoring status %s",
                 rows_out, run_date, record.model_name, record.model_version, features_version, version, status)
     result = ScoreResult(run_date=run_date, rows=rows_out, model_name=record.model_name,

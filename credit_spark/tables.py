@@ -31,6 +31,7 @@ SCORES = "scores"
 DATA_QUALITY = "data_quality"
 SCORECARD = "scorecard"
 MONITORING = "monitoring"
+RUNS = "runs"
 ERASURE_REQUESTS = "erasure_requests"
 
 #: every table of the lake, with the command that writes it (used in "run X first" messages)
@@ -42,6 +43,7 @@ TABLES = {
     SCORECARD: "train",
     SCORES: "score",
     MONITORING: "score",
+    RUNS: "score",
     ERASURE_REQUESTS: "forget",
 }
 

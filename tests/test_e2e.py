@@ -105,7 +105,7 @@ def test_no_name_or_ssn_anywhere_in_the_lake_its_logs_or_artifacts(spark, lake_a
         if path.is_file():
             found = pattern.search(path.read_bytes().decode("utf-8", errors="replace"))
             hits += [f"{path}: {found.group(0)}"] if found else []
-    for table in (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring", "data_quality", "scorecard"):
+    for table in (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring", "runs", "data_quality", "scorecard"):
         for row in delta(spark, lake, table).select(F.to_json(F.struct("*"))).collect():
             found = pattern.search(row[0])
             hits += [f"{table}: {found.group(0)}"] if found else []
@@ -252,12 +252,12 @@ def test_delta_rs_and_polars_read_the_tables_spark_wrote(spark, lake_after_demo,
 
 def test_maintain_through_the_cli_compacts_and_keeps_every_row(spark, lake_after_demo, capsys):
     lake, common = lake_after_demo
-    names = (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring")
+    names = (RAW_RECORDS, QUARANTINE, FEATURES, SCORES, "monitoring", "runs")
     counts = {t: delta(spark, lake, t).count() for t in names}
     files = spark.sql(f"DESCRIBE DETAIL delta.`{lake}/{SCORES}`").first().numFiles
     assert cli(*common, "maintain") == 0
     out = capsys.readouterr().out
-    assert "maintained 7 table(s)" in out and "Z-ordered by customer_id" in out, out
+    assert "maintained 8 table(s)" in out and "Z-ordered by customer_id" in out, out
     assert {t: delta(spark, lake, t).count() for t in names} == counts
     assert spark.sql(f"DESCRIBE DETAIL delta.`{lake}/{SCORES}`").first().numFiles <= files
     first_night = spark.read.format("delta").option("versionAsOf", 1).load(f"{lake}/{SCORES}")

@@ -23,7 +23,7 @@ from credit_spark.generate import generate_records
 from credit_spark.monitoring import adverse_share_by_age_band, population_stability
 from credit_spark.binning import bin_key
 from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
-from credit_spark.tables import FEATURES, MONITORING, SCORES, current_version, overwrite_table
+from credit_spark.tables import FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table
 from credit_spark.train import fitted_classifier, train
 
 from conftest import TEST_SPARK
@@ -271,6 +271,36 @@ def test_a_killed_run_leaves_the_previous_version_and_the_rerun_completes(spark,
     assert scores(spark, cfg).where(F.col("run_date") == day).count() == 0
     rerun = score_run_date(spark, cfg, day)
     assert rerun.rows == 200 and scores(spark, cfg).where(F.col("run_date") == day).count() == 200
+
+
+def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committed(spark, trained, monkeypatch):
+    """``runs`` is written last: a night that dies after its scores commit and before its
+    monitoring has scores but no runs row (readers see it is incomplete); its rerun adds it."""
+    import credit_spark.scoring as scoring
+
+    cfg, _, _ = trained
+    day = date(2026, 5, 31)
+    real = scoring.replace_where
+
+    def monitoring_write_dies(df, path, *args, **kwargs):
+        if path == cfg.table_path(MONITORING):
+            raise RuntimeError("killed before the monitoring write")
+        return real(df, path, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "replace_where", monitoring_write_dies)
+    with pytest.raises(RuntimeError, match="killed before the monitoring write"):
+        score_run_date(spark, cfg, day)
+    monkeypatch.setattr(scoring, "replace_where", real)
+    assert scores(spark, cfg).where(F.col("run_date") == day).count() == 200
+    runs = spark.read.format("delta").load(cfg.table_path(RUNS))
+    assert runs.where(F.col("run_date") == day).count() == 0
+    result = score_run_date(spark, cfg, day)
+    [run] = spark.read.format("delta").load(cfg.table_path(RUNS)).where(F.col("run_date") == day).collect()
+    assert (run.run_id, run.scores_version, run.rows, run.status) == (result.run_id, result.scores_version, 200,
+                                                                        result.status)
+    monitor = spark.read.format("delta").load(cfg.table_path(MONITORING)).where(F.col("run_date") == day)
+    assert {r.run_id for r in monitor.collect()} == {run.run_id}
+    assert run.monitoring_version == DeltaTable.forPath(spark, cfg.table_path(MONITORING)).history(1).first().version
 
 
 def test_drift_breach_writes_the_scores_then_fails(spark, trained):
