@@ -23,7 +23,7 @@ from credit_spark.generate import generate_records
 from credit_spark.monitoring import adverse_share_by_age_band, population_stability
 from credit_spark.binning import bin_key
 from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
-from credit_spark.tables import FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table
+from credit_spark.tables import FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table, table_exists
 from credit_spark.train import fitted_classifier, train
 
 from conftest import TEST_SPARK
@@ -279,7 +279,7 @@ def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committe
     import credit_spark.scoring as scoring
 
     cfg, _, _ = trained
-    day = date(2026, 5, 31)
+    day = date(2026, 1, 31)                      # a run date no other test of the module scores
     real = scoring.replace_where
 
     def monitoring_write_dies(df, path, *args, **kwargs):
@@ -291,9 +291,12 @@ def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committe
     with pytest.raises(RuntimeError, match="killed before the monitoring write"):
         score_run_date(spark, cfg, day)
     monkeypatch.setattr(scoring, "replace_where", real)
-    assert scores(spark, cfg).where(F.col("run_date") == day).count() == 200
-    runs = spark.read.format("delta").load(cfg.table_path(RUNS))
-    assert runs.where(F.col("run_date") == day).count() == 0
+    night = scores(spark, cfg).where(F.col("run_date") == day)
+    [died] = [r.run_id for r in night.select("run_id").distinct().collect()]
+    assert night.count() == 200
+    if table_exists(spark, cfg.table_path(RUNS)):   # other nights of the module may have written it
+        runs = spark.read.format("delta").load(cfg.table_path(RUNS))
+        assert runs.where((F.col("run_date") == day) | (F.col("run_id") == died)).count() == 0
     result = score_run_date(spark, cfg, day)
     [run] = spark.read.format("delta").load(cfg.table_path(RUNS)).where(F.col("run_date") == day).collect()
     assert (run.run_id, run.scores_version, run.rows, run.status) == (result.run_id, result.scores_version, 200,
