@@ -257,10 +257,11 @@ def validate_maintain(maintain: MaintainSettings, source: str) -> None:
     if "scores" in maintain.retention_days or "monitoring" in maintain.retention_days:
         raise ConfigError(f"{source}: maintain.retention_days: the history of scores and monitoring is kept for "
                           f"score.retention_months; set that instead")
-    days = {**maintain.retention_days, "default_retention_days": maintain.default_retention_days}
+    days = {**maintain.retention_days, "default_retention_days": maintain.default_retention_days,
+            "orphan_hours": maintain.orphan_hours}
     negative = {k: v for k, v in days.items() if v < 0}
     if negative:
-        raise ConfigError(f"{source}: maintain: retention days must be >= 0, got {negative}")
+        raise ConfigError(f"{source}: maintain: retention days and orphan_hours must be >= 0, got {negative}")
 
 
 def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None:

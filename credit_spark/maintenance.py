@@ -9,18 +9,26 @@ travel. Without maintenance the lake grows by a full copy of ``features`` per ru
 2. the table's ``delta.deletedFileRetentionDuration`` is set to its retention, then ``VACUUM``
    deletes the files that left the table longer ago than that. ``scores`` and ``monitoring`` keep
    ``score.retention_months`` (the 25-month adverse-action record, set by the scorer); every other
-   table keeps ``maintain.retention_days``.
+   table keeps ``maintain.retention_days``;
+3. data files that no retained log entry names — written by a job killed before its commit —
+   are deleted once older than ``maintain.orphan_hours``, whatever the table's retention (VACUUM
+   alone would keep them as long as the 25-month history).
 
 Time travel reaches back as far as the retention: a job still reading an older version of a
 table when its files are vacuumed fails, so a retention shorter than the longest job is unsafe.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from credit_spark.config import Config
 from credit_spark.errors import ConfigError
@@ -51,6 +59,44 @@ class TableMaintenance:
     after: TableStorage
     retention_hours: float
     zorder_by: list[str]
+    orphans_deleted: int = 0
+
+
+def logged_files(spark: SparkSession, ref: str) -> set[str]:
+    """Every data file a retained log entry names (added, removed or change data, in a commit or
+    a checkpoint), relative to the table folder: all that time travel to a retained version can
+    read. A file of the folder named nowhere was written by a job killed before its commit."""
+    log = f"{ref.rstrip('/')}/_delta_log"
+    names: set[str] = set()
+    for pattern, reader in ((f"{log}/*.json", spark.read.json), (f"{log}/*.checkpoint*.parquet", spark.read.parquet)):
+        if not glob.glob(pattern):
+            continue
+        actions = reader(pattern)
+        for action in ("add", "remove", "cdc"):
+            if action in actions.columns:
+                # file names, not data: as many rows as the table has files in its retained history
+                names |= {unquote(r[0]) for r in actions.select(F.col(f"{action}.path")).dropna().distinct().collect()}
+    return names
+
+
+def delete_orphans(spark: SparkSession, ref: str, older_than_hours: float) -> int:
+    """Delete the data files of killed writes (see :func:`logged_files`) older than the window; a
+    write still running has newer files. Local lakes only; returns the number deleted."""
+    if not is_path(ref) or ("://" in ref and not ref.startswith("file:")):
+        return 0
+    root = Path(ref.removeprefix("file://").removeprefix("file:"))
+    logged = logged_files(spark, str(root))
+    cutoff = time.time() - older_than_hours * 3600
+    deleted = 0
+    for path in root.rglob("*.parquet"):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith("_delta_log/") or relative in logged or path.stat().st_mtime > cutoff:
+            continue
+        path.unlink()
+        deleted += 1
+    if deleted:
+        logger.info("%s: deleted %d file(s) of writes that never committed", ref, deleted)
+    return deleted
 
 
 def retention_hours(cfg: Config, table: str) -> float:
@@ -98,11 +144,13 @@ def maintain_table(spark: SparkSession, cfg: Config, table: str) -> TableMainten
         interval = f"interval {round(hours * 3600)} seconds"
         spark.sql(f"ALTER TABLE {sql_ref(ref)} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{interval}')")
     vacuum(spark, ref)
+    orphans = delete_orphans(spark, ref, cfg.maintain.orphan_hours)
     after = storage(spark, ref)
     logger.info("%s: %d -> %d files (current version), folder %s -> %s bytes; retention %.0f h%s", table,
                 before.files, after.files, before.folder_bytes, after.folder_bytes, hours,
                 f"; Z-ordered by {zorder}" if zorder else "")
-    return TableMaintenance(table=table, before=before, after=after, retention_hours=hours, zorder_by=zorder)
+    return TableMaintenance(table=table, before=before, after=after, retention_hours=hours, zorder_by=zorder,
+                            orphans_deleted=orphans)
 
 
 def maintain(spark: SparkSession, cfg: Config) -> list[TableMaintenance]:

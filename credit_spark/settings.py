@@ -317,6 +317,9 @@ class MaintainSettings:
     retention_days: dict[str, float] = field(default_factory=lambda: {"raw_records": 30.0, "quarantine": 30.0})
     #: days for the tables retention_days does not name (features, data_quality, scorecard)
     default_retention_days: float = 7.0
+    #: hours after which a data file no commit names (a killed write's) is deleted; a write still
+    #: running has newer files
+    orphan_hours: float = 24.0
     #: columns OPTIMIZE Z-orders each table's files by (within each partition)
     zorder: dict[str, list[str]] = field(default_factory=lambda: {"scores": ["customer_id"]})
 

@@ -61,6 +61,36 @@ def test_scores_keep_their_history_and_are_z_ordered_by_customer(spark, cfg):
     assert done.after.folder_files > done.after.files
 
 
+def test_files_of_a_killed_write_go_while_the_score_history_stays(spark, cfg):
+    """A job killed before its commit leaves data files no commit names: maintain deletes those
+    older than maintain.orphan_hours (24), leaves a newer one (a write may still be running), and
+    keeps the 25 months of history VACUUM keeps."""
+    import os
+    import shutil
+    import time
+    from pathlib import Path
+
+    path = cfg.table_path(SCORES)
+    ensure_table(spark, path, _rows(spark, 1).schema, ["period"], "test scores", table_properties(25))
+    for night in range(2):
+        replace_where(_rows(spark, 40, offset=night), path, "period IN (1, 2)", ["period"])
+    committed = next(Path(path, "period=1").glob("*.parquet"))
+    killed, running = Path(path, "period=1", "part-00000-killed.c000.snappy.parquet"), \
+        Path(path, "period=2", "part-00000-running.c000.snappy.parquet")
+    for orphan in (killed, running):
+        shutil.copy(committed, orphan)
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(killed, (two_days_ago, two_days_ago))
+    os.utime(committed, (two_days_ago, two_days_ago))      # old, but named by a commit: kept
+    rows, first = read_delta(spark, path).collect(), read_delta(spark, path, version=1).collect()
+
+    [done] = maintain(spark, cfg)
+
+    assert done.orphans_deleted == 1 and not killed.exists() and running.exists() and committed.exists()
+    assertDataFrameEqual(read_delta(spark, path), rows)
+    assertDataFrameEqual(read_delta(spark, path, version=1), first)   # the history is whole
+
+
 def test_a_rerun_finds_nothing_to_delete_and_leaves_the_rows(spark, cfg):
     path = cfg.table_path(FEATURES)
     overwrite_table(_rows(spark, 50), path, ["period"])
@@ -88,6 +118,7 @@ def test_config_rejects_negative_days_and_a_retention_for_the_score_history(tmp_
                                           "for score.retention_months"):
         load_config([str(overlay)])
     overlay.write_text("maintain:\n  default_retention_days: -1\n")
-    with pytest.raises(ConfigError, match=r"maintain: retention days must be >= 0, got \{'default_retention_days'"):
+    with pytest.raises(ConfigError, match=r"maintain: retention days and orphan_hours must be >= 0, "
+                                          r"got \{'default_retention_days'"):
         load_config([str(overlay)])
     assert load_config().maintain == MaintainSettings()   # base.yaml says what the defaults say
