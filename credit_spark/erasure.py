@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from credit_spark.config import Config
 from credit_spark.errors import ConfigError
 from credit_spark.features import CUSTOMER_ID
+from credit_spark.session import session_setting
 from credit_spark.sqltext import sql_string
 from credit_spark.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, append, current_version,
                                  delta_table, last_operation_metrics, table_exists, vacuum)
@@ -71,12 +72,8 @@ def delete_rows(spark: SparkSession, ref: str, predicate: str) -> int:
 
 def purge(spark: SparkSession, ref: str) -> None:
     """VACUUM with no retention: files of removed rows (and change-data files) are deleted now."""
-    before = spark.conf.get(RETENTION_CHECK, "true")
-    spark.conf.set(RETENTION_CHECK, "false")
-    try:
+    with session_setting(spark, RETENTION_CHECK, "false", "true"):
         vacuum(spark, ref, 0)
-    finally:
-        spark.conf.set(RETENTION_CHECK, before)
 
 
 def forget(spark: SparkSession, cfg: Config, customers: list[str], purge_files: bool = False) -> ErasureResult:

@@ -79,12 +79,19 @@ def logged_files(spark: SparkSession, ref: str) -> set[str]:
     return names
 
 
+def local_folder(ref: str) -> Path | None:
+    """The folder of a table on this machine's file system (a path or file: URI), else None."""
+    if not is_path(ref) or ("://" in ref and not ref.startswith("file:")):
+        return None
+    return Path(ref.removeprefix("file://").removeprefix("file:"))
+
+
 def delete_orphans(spark: SparkSession, ref: str, older_than_hours: float) -> int:
     """Delete the data files of killed writes (see :func:`logged_files`) older than the window; a
     write still running has newer files. Local lakes only; returns the number deleted."""
-    if not is_path(ref) or ("://" in ref and not ref.startswith("file:")):
+    root = local_folder(ref)
+    if root is None:
         return 0
-    root = Path(ref.removeprefix("file://").removeprefix("file:"))
     logged = logged_files(spark, str(root))
     cutoff = time.time() - older_than_hours * 3600
     deleted = 0
@@ -107,9 +114,9 @@ def retention_hours(cfg: Config, table: str) -> float:
 
 def folder_storage(ref: str) -> tuple[int, int] | tuple[None, None]:
     """(files, bytes) of the data files under a local table folder (the log excluded)."""
-    if not is_path(ref) or ("://" in ref and not ref.startswith("file:")):
+    root = local_folder(ref)
+    if root is None:
         return None, None
-    root = ref.removeprefix("file://").removeprefix("file:")
     files = size = 0
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d != "_delta_log"]

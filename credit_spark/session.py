@@ -80,6 +80,17 @@ def make_active(spark: SparkSession) -> None:
 
 
 @contextmanager
+def session_setting(spark: SparkSession, key: str, value: str, default: str) -> Iterator[None]:
+    """``key`` set to ``value`` inside the block, restored (to its value, or ``default``) on exit."""
+    previous = spark.conf.get(key, default)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
+
+
+@contextmanager
 def without_whole_stage_codegen(spark: SparkSession) -> Iterator[None]:
     """Plans built and run inside compile per operator, not as one whole-stage method.
 
@@ -87,11 +98,6 @@ def without_whole_stage_codegen(spark: SparkSession) -> Iterator[None]:
     per feature, each with its bin CASE): as one whole-stage method it outgrows Java's 64 KB
     limit, and Spark logs a 250-line ``ERROR CodeGenerator`` before falling back to exactly this.
     The setting is the session's, restored on exit."""
-    key = "spark.sql.codegen.wholeStage"
-    previous = spark.conf.get(key, "true")
-    spark.conf.set(key, "false")
-    try:
+    with session_setting(spark, "spark.sql.codegen.wholeStage", "false", "true"):
         yield
-    finally:
-        spark.conf.set(key, previous)
 
