@@ -291,6 +291,9 @@ def validate_train(train: TrainSettings, spec: DatasetSpec, source: str) -> None
         raise ConfigError(f"{source}: train.calibration.auc_tolerance must be in [0, 1)")
     if train.tuning.num_folds < 2 or train.tuning.parallelism < 1:
         raise ConfigError(f"{source}: train.tuning.num_folds must be >= 2 and parallelism >= 1")
+    if not train.ensemble.reg_params or any(r < 0 for r in train.ensemble.reg_params):
+        raise ConfigError(f"{source}: train.ensemble.reg_params needs one or more values >= 0, "
+                          f"got {train.ensemble.reg_params}")
     if train.comparison.bootstrap_samples < 100 or not 0.5 < train.comparison.confidence < 1.0:
         raise ConfigError(f"{source}: train.comparison needs bootstrap_samples >= 100 and 0.5 < confidence < 1")
     nn = train.neural_network

@@ -15,9 +15,12 @@ expression. The stage saves its members below its own folder (``members/<i>``, e
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from pyspark import keyword_only
@@ -27,7 +30,7 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.sqltext import sql_double, sql_name
@@ -36,6 +39,10 @@ from credit_spark.sqltext import sql_double, sql_name
 #: an uncalibrated one may)
 EPS = 1e-6
 STACK_INPUT = "stack_input"
+#: stacked: a coefficient per member and class; mean: the members' mean log-probabilities
+COMBINERS = ("stacked", "mean")
+
+logger = logging.getLogger(__name__)
 
 
 def member_column(i: int) -> str:
@@ -172,19 +179,80 @@ def stack_features(held_out: dict[str, DataFrame], keys: list[str], label_col: s
     return joined.select(*keys, label_col, F.array(*logs).alias(STACK_INPUT))
 
 
-def fit_stacker(rows: DataFrame, label_col: str, k: int, reg_param: float) -> dict:
+def fit_stacker(rows: DataFrame, label_col: str, k: int, reg_param: float, combiner: str = "stacked") -> dict:
     """MLlib multinomial logistic regression of the label on the stacked log-probabilities
-    (unweighted: its probabilities are the calibrated output; the decision rule comes after)."""
-    lr = LogisticRegression(featuresCol=f"{STACK_INPUT}__vector", labelCol=label_col, family="multinomial",
+    (unweighted: its probabilities are the calibrated output; the decision rule comes after).
+
+    ``combiner``: ``stacked`` gives every member and class its own coefficient (k x M*k);
+    ``mean`` regresses on the members' *mean* log-probability per class (k x k), so every member
+    weighs the same (a recalibrated geometric mean: few parameters, robust on little data). Both
+    are saved as the same k x M*k matrix, so the stage scores them alike."""
+    if combiner not in COMBINERS:
+        raise ValueError(f"unknown combiner '{combiner}' (one of {', '.join(COMBINERS)})")
+    size = len(rows.select(STACK_INPUT).first()[0]) if combiner == "mean" else None
+    vector = f"{STACK_INPUT}__vector"
+    if combiner == "mean":
+        members = size // k
+        means = [functools.reduce(lambda a, b: a + b, [F.col(STACK_INPUT)[m * k + c] for m in range(members)]) / members
+                 for c in range(k)]
+        rows = rows.withColumn(vector, array_to_vector(F.array(*means)))
+    else:
+        rows = rows.withColumn(vector, array_to_vector(STACK_INPUT))
+    lr = LogisticRegression(featuresCol=vector, labelCol=label_col, family="multinomial",
                             regParam=reg_param, elasticNetParam=0.0, maxIter=200, standardization=False)
-    model = lr.fit(rows.withColumn(f"{STACK_INPUT}__vector", array_to_vector(STACK_INPUT)))
+    model = lr.fit(rows)
     coefficients = model.coefficientMatrix.toArray()
     intercepts = model.interceptVector.toArray()
     if coefficients.shape[0] != k:   # MLlib drops classes it never saw; the spec's classes stay
         raise ValueError(f"the stacker saw {coefficients.shape[0]} of {k} classes in the held-out rows")
     if not np.isfinite(coefficients).all() or not all(math.isfinite(v) for v in intercepts):
         raise ValueError("the stacker's fit did not converge to finite coefficients")
+    if combiner == "mean":   # V (k x k) on the means = V / M on each member's block
+        coefficients = np.tile(coefficients / members, (1, members))
     return {"coefficients": coefficients.tolist(), "intercepts": intercepts.tolist()}
+
+
+def log_loss(predictions: DataFrame, label_col: str, probability_col: str = "probability") -> float:
+    """Mean negative log-probability of the true class."""
+    p_true = vector_to_array(probability_col)[F.col(label_col).cast("int")]
+    return float(predictions.agg(F.avg(-F.log(F.greatest(p_true, F.lit(EPS))))).first()[0])
+
+
+@dataclass(frozen=True)
+class CombinerChoice:
+    """The combiner picked by cross-fitted log-loss, and every candidate's log-loss."""
+
+    combiner: str
+    reg_param: float
+    log_loss: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return candidate_label(self.combiner, self.reg_param)
+
+
+def candidate_label(combiner: str, reg_param: float) -> str:
+    return f"{combiner} (reg_param {reg_param:g})"
+
+
+def cross_fit(rows: DataFrame, half: Column, label_col: str, k: int, combiner: str, reg_param: float) -> DataFrame:
+    """Every held-out row predicted by a stacker fitted on the *other* half of the customers."""
+    return functools.reduce(DataFrame.unionByName, [
+        apply_stacker(rows.where(half == i), fit_stacker(rows.where(half != i), label_col, k, reg_param, combiner), k)
+        for i in (0, 1)])
+
+
+def choose_combiner(rows: DataFrame, half: Column, label_col: str, k: int,
+                    candidates: list[tuple[str, float]]) -> CombinerChoice:
+    """The (combiner, reg_param) whose cross-fitted predictions have the lowest log-loss: judged
+    on rows no candidate was fitted on, so a stacker with many coefficients wins only where the
+    held-out rows support them. Ties go to the earlier candidate."""
+    losses = {candidate_label(c, r): log_loss(cross_fit(rows, half, label_col, k, c, r), label_col)
+              for c, r in candidates}
+    best = min(candidates, key=lambda cr: losses[candidate_label(*cr)])
+    logger.info("ensemble: %s chosen by cross-fitted log-loss %s", candidate_label(*best),
+                {name: round(v, 4) for name, v in losses.items()})
+    return CombinerChoice(best[0], best[1], losses)
 
 
 def stacker_model(names: list[str], members: list[PipelineModel], k: int, state: dict) -> StackedEnsembleModel:

@@ -209,7 +209,12 @@ class EnsembleSettings:
     log-probabilities, fitted on held-out predictions (validation or out of fold), never on test."""
 
     enabled: bool = True
-    reg_param: float = 0.01
+    #: stacked: a coefficient per member and class; mean: one shared weight per member (the
+    #: members' mean log-probability per class, recalibrated); auto: every combiner and
+    #: ``reg_params`` value tried, the lowest cross-fitted log-loss on the held-out rows wins
+    combiner: Literal["auto", "stacked", "mean"] = "auto"
+    #: L2 strengths of the stacker's logistic regression tried (one value: no choice)
+    reg_params: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ One training run:
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -35,7 +34,8 @@ from credit_spark.comparison import Difference, compare_with_baseline
 from credit_spark.config import ENSEMBLE, Config, DecisionSettings, SelectionSettings
 from credit_spark.settings import BASELINE
 from credit_spark.decision import DecisionRule, DecisionRuleModel
-from credit_spark.ensemble import apply_stacker, fit_stacker, stack_features, stacker_model
+from credit_spark.ensemble import (CombinerChoice, candidate_label, choose_combiner, cross_fit, fit_stacker,
+                                   stack_features, stacker_model)
 from credit_spark.errors import ModelNotFoundError, NoRecordsError
 from credit_spark.features import (CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, Transform, categorical_features,
                                    numeric_features, require_feature_columns)
@@ -92,23 +92,27 @@ def fit_ensemble(fitted: dict[str, PipelineModel], stack_inputs: dict[str, DataF
                  evaluator: MetricEvaluator) -> tuple[PipelineModel, TuningResult, str, float]:
     """The stacked ensemble of the run's calibrated models (``credit_spark.ensemble``), its decision
     rule and validation metric. The stacker is fitted on the members' held-out predictions; to
-    judge it and learn its decision rule, it is cross-fitted on two halves of those customers
-    (each half predicted by a stacker fitted on the other), then refitted on all of them."""
+    choose its combiner and L2 strength (by log-loss), judge it and learn its decision rule, it is
+    cross-fitted on two halves of those customers (each half predicted by a stacker fitted on the
+    other), then refitted on all of them."""
     k = len(classes)
     names = list(stack_inputs)
     rows = stack_features(stack_inputs, [RECORD_ID, CUSTOMER_ID], LABEL_INDEX, k).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         half = customer_bucket(F.col(CUSTOMER_ID), settings.seed + 3) % 2
-        reg = settings.ensemble.reg_param
-        held_out = functools.reduce(DataFrame.unionByName, [
-            apply_stacker(rows.where(half == i), fit_stacker(rows.where(half != i), LABEL_INDEX, k, reg), k)
-            for i in (0, 1)]).persist(StorageLevel.MEMORY_AND_DISK)
+        ens = settings.ensemble
+        combiners = ["mean", "stacked"] if ens.combiner == "auto" else [ens.combiner]
+        candidates = [(c, r) for c in combiners for r in ens.reg_params]
+        choice = (choose_combiner(rows, half, LABEL_INDEX, k, candidates) if len(candidates) > 1
+                  else CombinerChoice(*candidates[0], {}))
+        held_out = cross_fit(rows, half, LABEL_INDEX, k, choice.combiner,
+                             choice.reg_param).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             rule = decision_rule(settings.decision, k).fit(held_out)
             metric = evaluator.evaluate(rule.transform(held_out))
         finally:
             held_out.unpersist()
-        state = fit_stacker(rows, LABEL_INDEX, k, reg)
+        state = fit_stacker(rows, LABEL_INDEX, k, choice.reg_param, choice.combiner)
     finally:
         rows.unpersist()
     # copies of the stages: the reasons step later sets XGBoost's own stage to write SHAP values
@@ -116,8 +120,12 @@ def fit_ensemble(fitted: dict[str, PipelineModel], stack_inputs: dict[str, DataF
                                      if not isinstance(s, (DecisionRuleModel, ReasonCodesModel))])
                for n in names]
     model = PipelineModel(stages=[stacker_model(names, members, k, state), rule])
-    tuned = TuningResult(model=model, method="stacking (cross-fitted on held-out predictions)",
-                         metric_name=evaluator.getOrDefault("metricName"), best_params={"members": ", ".join(names)})
+    chosen = {"combiner": choice.combiner, "reg_param": choice.reg_param}
+    tuned = TuningResult(model=model, method=f"stacking of {', '.join(names)}; combiner chosen by cross-fitted "
+                                             f"log-loss on their held-out predictions",
+                         metric_name="log_loss", best_params=chosen,
+                         grid=[{"params": {"combiner": c, "reg_param": r}, "metric": choice.log_loss[candidate_label(c, r)]}
+                               for c, r in candidates if candidate_label(c, r) in choice.log_loss])
     return model, tuned, rule.describe(classes), metric
 
 

@@ -6,8 +6,10 @@ from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import functions as F
 
-from credit_spark.ensemble import (EPS, StackedEnsembleModel, apply_stacker, fit_stacker, stack_features,
-                                   stacker_model)
+from pyspark.ml.functions import array_to_vector
+
+from credit_spark.ensemble import (EPS, StackedEnsembleModel, apply_stacker, candidate_label, choose_combiner,
+                                   cross_fit, fit_stacker, log_loss, stack_features, stacker_model)
 
 pytestmark = pytest.mark.training   # every test here fits models through the training flow
 
@@ -83,3 +85,49 @@ def test_stacker_needs_every_class(members):
                           ["record_id", "customer_id"], "label_index", 2)
     with pytest.raises(ValueError, match="saw 1 of 2 classes"):
         fit_stacker(rows, "label_index", 2, 0.01)
+
+
+def test_mean_combiner_weighs_every_member_alike(members):
+    """``mean``: a logistic regression on the members' mean log-probability per class, saved as the
+    same k x M*k matrix (each member's block V / M), so the stage scores it like any stacker."""
+    df, models = members
+    held_out = {name: m.transform(df) for name, m in zip(["a", "b"], models)}
+    rows = stack_features(held_out, ["record_id", "customer_id"], "label_index", 2)
+    state = fit_stacker(rows, "label_index", 2, 0.001, "mean")
+    w = np.array(state["coefficients"])
+    assert w.shape == (2, 4)
+    assert w[:, 0:2] == pytest.approx(w[:, 2:4], abs=1e-12)
+    # the same fit by hand: MLlib on the mean log-probabilities, coefficients halved per member
+    means = rows.select("label_index", array_to_vector(F.array(
+        *[(F.col("stack_input")[c] + F.col("stack_input")[2 + c]) / 2 for c in range(2)])).alias("x"))
+    direct = LogisticRegression(featuresCol="x", labelCol="label_index", family="multinomial", regParam=0.001,
+                                maxIter=200, standardization=False).fit(means)
+    assert w[:, 0:2] == pytest.approx(direct.coefficientMatrix.toArray() / 2, abs=1e-9)
+    assert state["intercepts"] == pytest.approx(list(direct.interceptVector.toArray()), abs=1e-9)
+    with pytest.raises(ValueError, match="unknown combiner 'median'"):
+        fit_stacker(rows, "label_index", 2, 0.001, "median")
+
+
+def test_combiner_chosen_by_cross_fitted_log_loss(spark, members):
+    """A member of pure noise: the mean gives it half the say, the stacker learns to ignore it, so
+    ``stacked`` has the lower log-loss on rows it was not fitted on and is chosen."""
+    df, models = members
+    rng = np.random.default_rng(11)
+    noise = spark.createDataFrame([(r.record_id, float(u)) for r, u in zip(df.select("record_id").collect(),
+                                                                            rng.uniform(0.05, 0.95, df.count()))],
+                                  "record_id string, u double")
+    noisy = (df.join(noise, "record_id")
+             .withColumn("probability", array_to_vector(F.array(1 - F.col("u"), F.col("u")))))
+    held_out = {"a": models[0].transform(df), "noise": noisy}
+    rows = stack_features(held_out, ["record_id", "customer_id"], "label_index", 2).cache()
+    half = F.abs(F.hash("customer_id")) % 2
+    candidates = [("mean", 0.001), ("stacked", 0.001), ("stacked", 0.1)]
+    choice = choose_combiner(rows, half, "label_index", 2, candidates)
+    assert set(choice.log_loss) == {candidate_label(c, r) for c, r in candidates}
+    assert choice.combiner == "stacked"
+    assert choice.log_loss[choice.label] == min(choice.log_loss.values())
+    assert choice.log_loss[choice.label] < choice.log_loss[candidate_label("mean", 0.001)] - 0.02
+    # each loss is that of the cross-fitted predictions: every row predicted by the other half's fit
+    again = cross_fit(rows, half, "label_index", 2, "stacked", 0.1)
+    assert again.count() == rows.count()
+    assert log_loss(again, "label_index") == pytest.approx(choice.log_loss[candidate_label("stacked", 0.1)])

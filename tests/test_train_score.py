@@ -214,8 +214,12 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
         choice = reported[name]["calibration"]
         if name == "ensemble":   # a logistic regression over the members' calibrated probabilities
             assert choice["method"] == "stacked" and not m.uncalibrated
-            assert reported[name]["tuning"]["best_params"]["members"] == \
-                "logistic_regression, random_forest, xgboost, scorecard"
+            tuning = reported[name]["tuning"]
+            assert "stacking of logistic_regression, random_forest, xgboost, scorecard" in tuning["method"]
+            # every combiner and L2 strength judged by cross-fitted log-loss; the lowest is the one used
+            assert len(tuning["grid"]) == 6
+            best = min(tuning["grid"], key=lambda point: point["metric"])
+            assert tuning["best_params"] == best["params"]
         elif choice["method"] == "none":
             assert not m.uncalibrated and "before" not in m.reliability
         else:
