@@ -42,7 +42,8 @@ def _ingest(spark, cfg: Config, args) -> None:
     r = ingest(spark, cfg, args.input, fmt=args.format)
     print(f"ingest batch {r.batch_id}: {r.files} file(s), read {r.rows_read:,} rows -> "
           f"raw_records {r.rows_ingested:,} ({r.rows_inserted:,} new, {r.rows_updated:,} updated), "
-          f"quarantine {r.rows_quarantined:,}")
+          f"quarantine {r.rows_quarantined:,}"
+          + (f", left out as erased customers' {r.rows_erased:,}" if r.rows_erased else ""))
     if r.quarantine_reasons:
         print("  quarantined by reason:")
         for reason, n in r.quarantine_reasons.items():

@@ -9,7 +9,10 @@ Contract:
 * a quoted field may hold line breaks: CSV is parsed record by record (``multiLine``), so such a
   record is one row, not fragments. The price: each file is read by one task (as a gzip file
   always is), so a large extract parallelises by being delivered as several files;
-* every row read ends up in exactly one place: ``rows_read = rows_ingested + rows_quarantined``;
+* every row read ends up in exactly one place: ``rows_read = rows_ingested + rows_quarantined +
+  rows_erased``; a row of a customer with an erasure request (``erasure_requests``, written by
+  ``credit-spark forget``) is stored nowhere, so a re-sent extract cannot bring an erased customer
+  back; only its count is kept;
 * the spec's ``pii`` columns reach ``raw_records`` as null or as keyed hashes (``privacy.pii``,
   :mod:`credit_spark.privacy`), never in clear;
 * re-ingesting the same file changes nothing: ``raw_records`` is merged on the record id, and a
@@ -32,8 +35,8 @@ from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsE
 from credit_spark.features import Transform, period_index
 from credit_spark.privacy import masked_pii, pii_key
 from credit_spark.quality import record_ingest_quality
-from credit_spark.tables import (QUARANTINE, RAW_RECORDS, current_version, delta_table, last_operation_metrics,
-                                 overwrite_table, table_exists)
+from credit_spark.tables import (ERASURE_REQUESTS, QUARANTINE, RAW_RECORDS, current_version, delta_table,
+                                 last_operation_metrics, overwrite_table, table_exists)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ MISSING_CUSTOMER_ID = "missing_customer_id"
 INVALID_PERIOD = "invalid_period"
 INVALID_LABEL = "invalid_label"
 DUPLICATE_RECORD_ID = "duplicate_record_id_in_batch"
+#: not a quarantine reason: the row's customer asked to be erased, so the row is stored nowhere
+ERASED = "erased_customer"
 
 
 
@@ -62,6 +67,7 @@ class IngestResult:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     rows_inserted: int = 0
     rows_updated: int = 0
+    rows_erased: int = 0
 
 
 # --------------------------------------------------------------------------- extract
@@ -256,6 +262,28 @@ def with_quarantine_reason(spec: DatasetSpec) -> Transform:
     return transform
 
 
+def erased_customers(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    """The customer ids of ``erasure_requests`` (one column, ``_erased_id``), or None without any."""
+    path = cfg.table_path(ERASURE_REQUESTS)
+    if not cfg.spec.customer_id or not table_exists(spark, path):
+        return None
+    return (spark.read.format("delta").load(path)
+            .select(F.trim(F.col("customer_id")).alias("_erased_id")).distinct())
+
+
+def without_erased(erased: DataFrame | None, spec: DatasetSpec) -> Transform:
+    """Mark the rows of erased customers with reason ``ERASED`` (above any quarantine reason): they
+    go neither to ``raw_records`` nor to ``quarantine``."""
+    def transform(df: DataFrame) -> DataFrame:
+        if erased is None:
+            return df
+        marked = df.join(erased, F.trim(F.col(spec.customer_id)) == F.col("_erased_id"), "left")
+        return (marked.withColumn("reason", F.when(F.col("_erased_id").isNotNull(), F.lit(ERASED))
+                                  .otherwise(F.col("reason")))
+                .drop("_erased_id"))
+    return transform
+
+
 def raw_columns(spec: DatasetSpec) -> list[str]:
     """The data columns of ``raw_records``: the generated record id (if any) and the spec's columns."""
     return ([] if spec.record_id else [GENERATED_RECORD_ID]) + spec.all_columns()
@@ -280,7 +308,7 @@ def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: 
     kept = [c for c in spec.all_columns() if c not in spec.pii]
     malformed = F.col(CORRUPT).isNotNull()
     original = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*spec.all_columns())))
-    return df.where(F.col("reason").isNotNull()).select(
+    return df.where(F.col("reason").isNotNull() & (F.col("reason") != ERASED)).select(
         F.lit(batch_id).alias("batch_id"), "source_file",
         F.when(~malformed, F.col(spec.record_key)).alias("record_id"),
         "reason", "detail", F.when(~malformed, F.to_json(F.struct(*kept))).alias("raw"),
@@ -327,7 +355,8 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
 
     classified = (read_raw(spark, [f[0] for f in files], fmt, spec)
                   .transform(with_record_key(spec))
-                  .transform(with_quarantine_reason(spec)))
+                  .transform(with_quarantine_reason(spec))
+                  .transform(without_erased(erased_customers(spark, cfg), spec)))
     # read once, used up to three times; on local disk, not in the heap: a batch is the whole input
     # (10M rows), and blocks spilled from MEMORY_AND_DISK are read back into the heap whole, which
     # ran a 4 GB driver out of memory during the merge that needs that heap
@@ -338,6 +367,7 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
         rows_read = sum(counts.values())
         if rows_read == 0:
             raise NoRecordsError(f"{input_path} holds no data rows")
+        erased = counts.pop(ERASED, 0)
         reasons = {k: v for k, v in sorted(counts.items()) if k}
         ingested_at = F.current_timestamp()
 
@@ -354,8 +384,9 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
 
     result = IngestResult(batch_id=batch_id, files=len(files), rows_read=rows_read,
                           rows_ingested=counts.get("", 0), rows_quarantined=sum(reasons.values()),
-                          quarantine_reasons=reasons, rows_inserted=inserted, rows_updated=updated)
-    logger.info("batch %s: read %d, ingested %d (%d new, %d updated), quarantined %d %s",
-                batch_id, result.rows_read, result.rows_ingested, inserted, updated,
-                result.rows_quarantined, reasons)
+                          quarantine_reasons=reasons, rows_inserted=inserted, rows_updated=updated,
+                          rows_erased=erased)
+    logger.info("batch %s: read %d, ingested %d (%d new, %d updated), quarantined %d %s, erased customers' "
+                "rows left out %d", batch_id, result.rows_read, result.rows_ingested, inserted, updated,
+                result.rows_quarantined, reasons, erased)
     return result

@@ -71,6 +71,22 @@ def test_forget_deletes_the_customer_everywhere_and_records_the_request(spark, l
     assert read_delta(spark, lake.table_path(ERASURE_REQUESTS)).count() == 2
 
 
+def test_reingest_after_forget_brings_no_erased_row_back(spark, lake, tmp_path):
+    """The same extract sent again (and a new one naming the customer with spaces around the id):
+    the erased customer's rows go neither to raw_records nor to quarantine, and are counted."""
+    forget(spark, lake, [GONE])
+    again = tmp_path / "again.csv"
+    again.write_text("\n".join(["ID,Cust,Month,Name,Age,Score,Job", *LINES,
+                                 f"6, {GONE} ,May,Bo,42,Poor,Zymurgist", "7,C7,May,Ed,33,Excellent,Baker"]) + "\n")
+    result = ingest(spark, lake, str(again))
+    assert (result.rows_read, result.rows_ingested, result.rows_quarantined, result.rows_erased) == (7, 2, 1, 4)
+    assert result.quarantine_reasons == {"invalid_label": 1}
+    assert {r.Cust for r in read_delta(spark, lake.table_path(RAW_RECORDS)).collect()} == {"C1", "C5"}
+    quarantined = read_delta(spark, lake.table_path(QUARANTINE)).collect()
+    assert [r.record_id for r in quarantined] == ["7"]
+    assert not any("Zymurgist" in (r.raw or "") for r in quarantined)
+
+
 def test_purge_leaves_no_data_file_holding_the_customer(spark, lake):
     result = forget(spark, lake, [GONE], purge_files=True)
     assert result.purged
