@@ -1,37 +1,49 @@
 """Packaging for credit_spark.
 
-pyspark and delta-spark are pinned as a pair: each Delta release is built against one Spark
-minor version, and `configure_spark_with_delta_pip` downloads the Delta JAR matching the
-installed delta-spark version, so the two must move together.
+Spark is an extra (``credit_spark[spark]``: pyspark and delta-spark over the range of pairs Delta
+supports and the project is tested on), so installing the wheel where a runtime brings its own
+PySpark and Delta (Databricks) never puts a second PySpark beside it. ``scripts/setup.sh`` installs
+the extra with the exact default pair of ``constraints/default.txt`` (``SPARK_PAIR=newest``:
+``constraints/newest.txt``, the newest pair the registries serve).
 
-The top-level ``conf/`` folder is shipped inside the wheel as the ``credit_spark.conf`` package,
-so a job started from an installed wheel (spark-submit, Databricks) finds the same base config
-and dataset specs as a run from the source tree.
+The version is written once, in ``credit_spark/_version.py``, read here as text (importing the
+package would need its dependencies installed).
+
+The top-level ``conf/`` folder is shipped inside the wheel as the ``credit_spark.conf`` package
+(its ``datasets/`` and ``sql/`` folders as subpackages), so a job started from an installed wheel
+(spark-submit, Databricks) finds the same base config and dataset specs as a run from the source
+tree.
 
 The benchmark and its pandas + scikit-learn baseline are not part of this package: they are the
 distribution ``benchmarks/`` (``credit_spark_bench``, with psutil and xxhash), installed after this
 one by ``scripts/setup.sh bench``.
 """
 import os
+import re
 
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))   # find_packages would search the working folder
+with open(os.path.join(HERE, "credit_spark", "_version.py"), encoding="utf-8") as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
-SPARK_PINS = ["pyspark==4.0.1", "delta-spark==4.0.1"]
+#: the pairs Delta supports for Spark 4 (delta-spark 4.0 is built for Spark 4.0; 4.1+ for 4.0-4.2)
+SPARK = ["pyspark>=4.0.1,<4.3", "delta-spark>=4.0.1,<4.5"]
 
 setup(
     name="credit_spark",
-    version="0.1.0",
+    version=VERSION,
     description="Distributed credit-score classification on Spark, MLlib and Delta Lake",
     python_requires=">=3.10",
     # credit_spark and its subpackages (report/), and conf/ as credit_spark.conf
-    packages=[*find_packages(where=HERE, include=["credit_spark", "credit_spark.*"]), "credit_spark.conf"],
-    package_dir={"credit_spark": "credit_spark", "credit_spark.conf": "conf"},
-    package_data={"credit_spark.conf": ["*.yaml", "datasets/*.yaml", "sql/*.sql"]},
+    packages=[*find_packages(where=HERE, include=["credit_spark", "credit_spark.*"]),
+              "credit_spark.conf", "credit_spark.conf.datasets", "credit_spark.conf.sql"],
+    package_dir={"credit_spark": "credit_spark", "credit_spark.conf": "conf",
+                 "credit_spark.conf.datasets": "conf/datasets", "credit_spark.conf.sql": "conf/sql"},
+    package_data={"credit_spark.conf": ["*.yaml"], "credit_spark.conf.datasets": ["*.yaml"],
+                  "credit_spark.conf.sql": ["*.sql"]},
     include_package_data=True,
     install_requires=[
-        *SPARK_PINS,
         "pandas>=2.2,<3",
         "numpy>=1.26,<2.4",
         "pyarrow>=15",
@@ -46,6 +58,8 @@ setup(
         "scikit-learn>=1.4",
     ],
     extras_require={
+        # a local or cluster install; a runtime with its own Spark and Delta (Databricks) needs none
+        "spark": SPARK,
         # test tools; pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
         # are the other engines a test holds to reading the lake's tables as Spark wrote them;
         # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with

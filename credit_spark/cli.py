@@ -442,6 +442,18 @@ def with_scratch_warehouse(cfg: Config) -> Config:
         cfg.spark, conf={**cfg.spark.conf, "spark.sql.warehouse.dir": scratch}))
 
 
+def require_spark() -> None:
+    """PySpark and Delta Lake's Python package are the ``spark`` extra (a Databricks runtime brings
+    its own): without them a user gets the install line, not an import traceback."""
+    import importlib.util
+
+    missing = [name for module, name in (("pyspark", "pyspark"), ("delta", "delta-spark"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise CreditSparkError(f"{' and '.join(missing)} not installed: pip install 'credit_spark[spark]' "
+                               f"(Spark and Delta Lake; a Databricks runtime brings its own)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
@@ -453,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("command %s; dataset %s; lake %s%s", args.command, cfg.dataset, cfg.lake.root,
                     "" if args.command in NO_SPARK else f"; master {cfg.spark.master or '(from spark-submit)'}")
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
+        if args.command not in NO_SPARK:
+            require_spark()
         from credit_spark.session import get_spark
 
         if args.command in WRITES_LAKE:

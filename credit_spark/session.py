@@ -28,6 +28,26 @@ DELTA_CONF = {
 }
 
 
+def delta_maven_coordinate() -> str:
+    """The Maven coordinate of the Delta JAR that matches the installed delta-spark and pyspark,
+    by the rule ``configure_spark_with_delta_pip`` follows: up to Delta 4.0 the artifact is
+    ``delta-spark_2.13``; from 4.1 it names the Spark minor it is built for
+    (``delta-spark_4.2_2.13``). For ``spark-submit --packages``, scripts and docs alike."""
+    from importlib.metadata import version
+
+    delta, spark = version("delta-spark"), version("pyspark")
+    major_minor = tuple(int(part) for part in delta.split(".")[:2])
+    artifact = "delta-spark_2.13" if major_minor < (4, 1) else f"delta-spark_{'.'.join(spark.split('.')[:2])}_2.13"
+    return f"io.delta:{artifact}:{delta}"
+
+
+def ivy_jar_names(coordinate: str) -> list[str]:
+    """The files Ivy stores a Delta coordinate's JARs as (``group_artifact-version.jar``): the
+    Delta JAR and the delta-storage JAR it depends on."""
+    group, artifact, version = coordinate.split(":")
+    return [f"{group}_{artifact}-{version}.jar", f"{group}_delta-storage-{version}.jar"]
+
+
 def launched_by_spark_submit() -> bool:
     """True when a JVM gateway was started for us (spark-submit, pyspark shell, Databricks)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
@@ -45,7 +65,7 @@ def get_spark(settings: SparkSettings) -> SparkSession:
         builder = builder.config(key, value)
 
     if launched_by_spark_submit():
-        # spark-submit already decided master and JARs (e.g. --packages io.delta:delta-spark_2.13:...)
+        # spark-submit already decided master and JARs (--packages with delta_maven_coordinate())
         logger.info("running under spark-submit: master and JARs come from its command line")
     else:
         from delta import configure_spark_with_delta_pip

@@ -29,7 +29,7 @@ from pyspark.sql import SparkSession
 
 from credit_spark.config import Config
 from credit_spark.errors import ConfigError
-from credit_spark.session import launched_by_spark_submit
+from credit_spark.session import delta_maven_coordinate, ivy_jar_names, launched_by_spark_submit
 from credit_spark.tables import TABLES, table_exists
 from credit_spark.views import render, shipped_sql
 
@@ -46,11 +46,8 @@ def metastore_dir(cfg: Config) -> Path:
 def delta_jars(spark_conf: dict[str, str]) -> list[Path]:
     """Where Spark's Ivy keeps the Delta JARs of the installed delta-spark (what
     ``configure_spark_with_delta_pip`` asks for)."""
-    from importlib.metadata import version
-
     ivy = Path(spark_conf.get("spark.jars.ivy") or Path.home() / ".ivy2.5.2")
-    v = version("delta-spark")
-    return [ivy / "jars" / f"io.delta_delta-spark_2.13-{v}.jar", ivy / "jars" / f"io.delta_delta-storage-{v}.jar"]
+    return [ivy / "jars" / name for name in ivy_jar_names(delta_maven_coordinate())]
 
 
 def fetch_delta_jars() -> None:

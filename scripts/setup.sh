@@ -6,16 +6,22 @@
 #   scripts/setup.sh nn,horovod # + Horovod 0.28.1 built against that torch (scripts/build_horovod.sh)
 #   scripts/setup.sh bench      # + the benchmark, its own distribution benchmarks/ (credit_spark_bench)
 #   scripts/setup.sh dev,nn,horovod,bench   # what the test command installs
-# A second run with the same setup.py (and benchmarks/setup.py with bench) and extras does nothing;
-# pip's cache serves reinstalls.
+# Spark and Delta always come with it (the `spark` extra), as the exact pair of
+# constraints/default.txt; SPARK_PAIR=newest takes constraints/newest.txt instead, and
+# VENV=.venv-newest puts that install in a folder of its own.
+# A second run with the same setup.py (and benchmarks/setup.py with bench), constraints and extras
+# does nothing; pip's cache serves reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTED="${1:-}"
+VENV="${VENV:-.venv}"
+CONSTRAINTS="constraints/${SPARK_PAIR:-default}.txt"
+[ -f "$CONSTRAINTS" ] || { echo "no Spark/Delta pair $CONSTRAINTS (SPARK_PAIR: $(ls constraints | sed 's/.txt//' | paste -sd' ' -))" >&2; exit 2; }
 # "horovod" is not a pip extra (no installable wheel exists for current torch): it means the nn
 # extra plus the cached local build of scripts/build_horovod.sh. "bench" is not one either: the
 # benchmark is a distribution of its own, benchmarks/, installed after credit_spark.
-EXTRAS="$(echo "$REQUESTED" | tr ',' '\n' | grep -v -x -e horovod -e bench -e '' | paste -sd, - || true)"
+EXTRAS="$(echo "spark,$REQUESTED" | tr ',' '\n' | grep -v -x -e horovod -e bench -e '' | paste -sd, - || true)"
 WITH_BENCH=0
 echo ",$REQUESTED," | grep -q ",bench," && WITH_BENCH=1
 WITH_HOROVOD=0
@@ -32,32 +38,28 @@ if sys.version_info < (3, 10):
 PY
 command -v java >/dev/null || { echo "Java 17 is required by Spark: install a JDK 17 first" >&2; exit 1; }
 
-if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating virtual environment .venv/ with $PYTHON"
-  "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment $VENV/ with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
 fi
 
-SETUP_FILES=(setup.py)
+SETUP_FILES=(setup.py credit_spark/_version.py "$CONSTRAINTS")
 [ "$WITH_BENCH" = 1 ] && SETUP_FILES+=(benchmarks/setup.py)
-stamp=".venv/.credit_spark-$(cat "${SETUP_FILES[@]}" | sha1sum | cut -c1-12)-${EXTRAS:-base}"
+stamp="$VENV/.credit_spark-$(cat "${SETUP_FILES[@]}" | sha1sum | cut -c1-12)-${EXTRAS:-base}"
 [ "$WITH_BENCH" = 1 ] && stamp="$stamp+bench"
 if [ -f "$stamp" ]; then
-  echo "[setup] .venv/ is up to date (extras: ${EXTRAS:-none}$([ "$WITH_BENCH" = 1 ] && echo ', benchmark'))"
+  echo "[setup] $VENV/ is up to date (extras: ${EXTRAS:-none}$([ "$WITH_BENCH" = 1 ] && echo ', benchmark'))"
 else
-  echo "[setup] installing credit_spark${EXTRAS:+[$EXTRAS]}$([ "$WITH_BENCH" = 1 ] && echo ' and benchmarks/') into .venv/"
-  .venv/bin/python -m pip install -q --upgrade pip
-  if [ -n "$EXTRAS" ]; then
-    .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
-  else
-    .venv/bin/python -m pip install -q -e .
-  fi
+  echo "[setup] installing credit_spark[$EXTRAS]$([ "$WITH_BENCH" = 1 ] && echo ' and benchmarks/') into $VENV/ ($(grep -v '^#' "$CONSTRAINTS" | paste -sd' ' -))"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ".[$EXTRAS]"
   if [ "$WITH_BENCH" = 1 ]; then
     # credit_spark is installed (editable) by now, so pip finds its requirement satisfied
-    .venv/bin/python -m pip install -q -e ./benchmarks
+    "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ./benchmarks
   fi
   touch "$stamp"
 fi
 
 if [ "$WITH_HOROVOD" = 1 ]; then
-  bash scripts/build_horovod.sh
+  PYTHON="$VENV/bin/python" bash scripts/build_horovod.sh
 fi

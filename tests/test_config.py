@@ -72,6 +72,8 @@ def test_invalid_choice_is_named(tmp_path):
     ("train:\n  test_fraction: 0.5\n  validation_fraction: 0.5\n",
      r"train\.test_fraction \+ train\.validation_fraction must leave customers to train on"),
     ("train:\n  calibration: {method: beta}\n", r"train\.calibration\.method: must be one of"),
+    ("train:\n  ensemble: {reg_params: []}\n", r"train\.ensemble\.reg_params needs one or more values >= 0"),
+    ("train:\n  ensemble: {combiner: median}\n", r"train\.ensemble\.combiner: must be one of"),
     ("train:\n  comparison: {bootstrap_samples: 10}\n", r"bootstrap_samples >= 100"),
     ("train:\n  neural_network: {backend: mpi}\n", r"train\.neural_network\.backend: must be one of"),
     ("train:\n  neural_network: {grid: {patience: [2]}}\n", r"train\.neural_network\.grid: unknown parameter 'patience'"),

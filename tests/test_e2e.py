@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from credit_spark.cli import COMMANDS, build_parser, main, parse_args
+from credit_spark.session import delta_maven_coordinate
 from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS, SCORES
 
 pytestmark = pytest.mark.e2e
@@ -194,8 +195,7 @@ def test_spark_submit_runs_a_job_file(lake_after_demo):
     """The jobs/ files are real spark-submit entry points (a new JVM, Delta via --packages)."""
     lake, _ = lake_after_demo
     bin_dir = Path(sys.executable).parent
-    from importlib.metadata import version
-    package = f"io.delta:delta-spark_2.13:{version('delta-spark')}"
+    package = delta_maven_coordinate()
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     proc = subprocess.run(
         [str(bin_dir / "spark-submit"), "--master", "local[1]", "--packages", package,
