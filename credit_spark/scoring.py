@@ -39,7 +39,7 @@ from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
 from credit_spark.sqltext import sql_string
 from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, append, commit_tagged, ensure_table,
-                                 read_snapshot, read_table, replace_where, with_retries)
+                                 read_delta, read_snapshot, read_table, replace_where, with_retries)
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +203,32 @@ RUNS_SCHEMA = T.StructType([
 def record_run(spark: SparkSession, cfg: Config, row: tuple, properties: dict[str, str]) -> None:
     """Append the night to ``runs``, last: a run id there means its scores and its monitoring
     are both committed (a night killed in between has scores but no row here, and the rerun
-    adds it)."""
+    adds it). The first append to an empty ``runs`` also brings the nights scored before the lake
+    had one (:func:`earlier_runs`), so the shipped views, which read only nights in ``runs``,
+    keep a lake's history across the upgrade."""
     path = cfg.table_path(RUNS)
     with_retries(lambda: ensure_table(spark, path, RUNS_SCHEMA, [], "one row per completed scoring run, written "
                                       "after its scores and monitoring (credit_spark score)", properties),
                  "create runs", cfg.score.write_retries)
     frame = (spark.createDataFrame([row], T.StructType(RUNS_SCHEMA.fields[:-1]))
              .withColumn("finished_at", F.current_timestamp()))
+    if read_delta(spark, path).limit(1).count() == 0:
+        frame = frame.unionByName(earlier_runs(spark, cfg, exclude=row[1]))
     with_retries(lambda: append(frame, path), "runs", cfg.score.write_retries)
+
+
+def earlier_runs(spark: SparkSession, cfg: Config, exclude: str) -> DataFrame:
+    """Nights a release without ``runs`` completed: one row per run id with a ``run_status`` row
+    in ``monitoring`` (written after that night's scores) and rows in ``scores``; the versions and
+    row count it did not record are null, ``finished_at`` is its monitoring's time."""
+    monitored = (read_delta(spark, cfg.table_path(MONITORING))
+                 .where((F.col("metric") == "run_status") & (F.col("run_id") != exclude)))
+    scored = read_delta(spark, cfg.table_path(SCORES)).select("run_id").distinct()
+    return (monitored.join(scored, "run_id", "left_semi").dropDuplicates(["run_id"])
+            .select("run_date", "run_id", "model_name", "model_version",
+                    *(F.lit(None).cast(T.LongType()).alias(c)
+                      for c in ("features_version", "scores_version", "monitoring_version", "rows")),
+                    "status", F.col("computed_at").alias("finished_at")))
 
 
 MONITORING_SCHEMA = T.StructType([

@@ -242,7 +242,7 @@ def append(df: DataFrame, path: str) -> None:
 def register_views(spark: SparkSession, cfg: Config) -> list[str]:
     """Make every existing lake table queryable in SQL by its short name (``FROM scores``), and,
     once the scorer has run, the shipped downstream views (``conf/sql/*.sql``)."""
-    from credit_spark.views import register_sql_views
+    from credit_spark.views import SOURCES, register_sql_views
 
     registered = []
     for name in TABLES:
@@ -252,6 +252,6 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
             registered.append(name)
         else:   # a view left by another lake in this session must not answer for this one
             spark.catalog.dropTempView(name)
-    if SCORES in registered and MONITORING in registered:
+    if set(SOURCES) <= set(registered):
         registered += register_sql_views(spark, cfg.spec.label.classes)
     return registered

@@ -1,8 +1,11 @@
 """Downstream SQL views shipped with the project (``conf/sql/*.sql``) as Spark temp views.
 
 Each file holds one query (a ``SELECT``, possibly with a ``WITH`` clause); the view's name is the
-file name without ``.sql``. The queries read the temp views ``scores`` and ``monitoring``, which
-the caller registers first (e.g. :func:`credit_spark.tables.register_views` for the lake tables).
+file name without ``.sql``. The queries read the temp views ``scores``, ``monitoring`` and
+``runs`` (``SOURCES``), which the caller registers first (e.g.
+:func:`credit_spark.tables.register_views` for the lake tables). Each keeps only the nights
+recorded in ``runs`` (written last by the scorer), so a reader never sees a night's scores
+without its monitoring.
 A query may use the placeholder ``{class_order}``: it is replaced by a SQL array literal of the
 label classes from best to worst, e.g. ``array('Good', 'Standard', 'Poor')``.
 
@@ -23,6 +26,8 @@ from credit_spark.sqltext import sql_string
 #: views registered first, in this order (a later view may read an earlier one); any other
 #: shipped file follows in name order
 VIEW_ORDER = ("latest_scores", "daily_class_distribution", "class_worsened", "drift_by_feature")
+#: the tables the shipped queries read
+SOURCES = ("scores", "monitoring", "runs")
 CLASS_ORDER = "{class_order}"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -61,8 +66,8 @@ def render(query: str, classes: list[str]) -> str:
 def register_sql_views(spark: SparkSession, classes: list[str]) -> list[str]:
     """Create (or replace) a temp view per shipped SQL file, in a fixed order; returns the names.
 
-    ``classes``: the label classes from best to worst. The views ``scores`` and ``monitoring``
-    must already be registered; a query that fails to parse or resolve raises a
+    ``classes``: the label classes from best to worst. The views of ``SOURCES`` must already be
+    registered; a query that fails to parse or resolve raises a
     :class:`ConfigError` naming its file.
     """
     class_order_literal(classes)   # fail early on an empty class list

@@ -2,6 +2,7 @@
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from credit_spark.generate import generate_records
 from credit_spark.monitoring import adverse_share_by_age_band, population_stability
 from credit_spark.binning import bin_key
 from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
-from credit_spark.tables import FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table, table_exists
+from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table, register_views,
+                                 table_exists)
 from credit_spark.train import fitted_classifier, train
 
 from conftest import TEST_SPARK
@@ -304,6 +306,29 @@ def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committe
     monitor = spark.read.format("delta").load(cfg.table_path(MONITORING)).where(F.col("run_date") == day)
     assert {r.run_id for r in monitor.collect()} == {run.run_id}
     assert run.monitoring_version == DeltaTable.forPath(spark, cfg.table_path(MONITORING)).history(1).first().version
+
+
+def test_the_first_runs_row_brings_the_nights_scored_before_runs_existed(spark, trained):
+    """A lake scored by a release without ``runs``: its first append also records the earlier
+    nights whose scores and monitoring both committed, so the shipped views (which read only nights
+    in ``runs``) keep the lake's history across the upgrade."""
+    cfg, _, _ = trained
+    shutil.rmtree(cfg.table_path(RUNS))
+    result = score_run_date(spark, cfg, date(2026, 1, 31))     # a rescore: January's old night goes
+    scored = {r.run_id for r in scores(spark, cfg).select("run_id").distinct().collect()}
+    monitored = {r.run_id for r in spark.read.format("delta").load(cfg.table_path(MONITORING))
+                 .where(F.col("metric") == "run_status").collect()}
+    runs = spark.read.format("delta").load(cfg.table_path(RUNS))
+    assert DeltaTable.forPath(spark, cfg.table_path(RUNS)).history().count() == 2   # created, then one append
+    assert sorted(r.run_id for r in runs.collect()) == sorted(scored & monitored)
+    assert len(scored & monitored) >= 4
+    [new] = runs.where(F.col("scores_version").isNotNull()).collect()
+    assert (new.run_id, new.rows) == (result.run_id, 200)
+    earlier = runs.where(F.col("run_id") != result.run_id).collect()
+    assert all(r.rows is None and r.status in ("ok", "watch", "act") and r.finished_at for r in earlier)
+    registered = register_views(spark, cfg)
+    assert "latest_scores" in registered
+    assert spark.table("latest_scores").count() == scores(spark, cfg).select("customer_id").distinct().count()
 
 
 def test_drift_breach_writes_the_scores_then_fails(spark, trained):

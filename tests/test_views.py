@@ -61,14 +61,19 @@ MONITORING = [
     (D1, "m-1", "credit_model", 3, "run_status", "score", 1.0, None, None, "ok", C1),
 ]
 
+#: the nights that completed (the scorer writes a runs row last); only their rows reach the views
+RUNS = [(D1, run_id) for run_id in ("run-1", "run-2", "m-1", "m-2")]
+RUNS_SCHEMA = "run_date date, run_id string"
+
 
 @pytest.fixture()
 def views(spark):
     spark.createDataFrame(SCORES, SCORES_SCHEMA).createOrReplaceTempView("scores")
     spark.createDataFrame(MONITORING, MONITORING_SCHEMA).createOrReplaceTempView("monitoring")
+    spark.createDataFrame(RUNS, RUNS_SCHEMA).createOrReplaceTempView("runs")
     names = register_sql_views(spark, CLASSES)
     yield names
-    for name in [*names, "scores", "monitoring"]:
+    for name in [*names, "scores", "monitoring", "runs"]:
         spark.catalog.dropTempView(name)
 
 
@@ -126,6 +131,22 @@ def test_drift_by_feature_keeps_psi_and_csi(spark, views):
         (D1, "score_points", "psi", 0.02, "ok"),
     ], "run_date date, feature string, metric string, psi double, status string")
     assertDataFrameEqual(spark.table("drift_by_feature"), expected, checkRowOrder=True)
+
+
+def test_a_night_missing_from_runs_reaches_no_view(spark, views):
+    """A night killed after its scores (or monitoring) committed and before its runs row: every
+    view reads as if it had not run, until its rerun adds the row."""
+    before = {name: spark.table(name).collect() for name in VIEW_ORDER}
+    killed = [score("c1-9", D3, "Poor", T2, "run-killed"), score("c8-1", D3, "Poor", T2, "run-killed")]
+    spark.createDataFrame(SCORES + killed, SCORES_SCHEMA).createOrReplaceTempView("scores")
+    spark.createDataFrame(MONITORING + [(D3, "run-killed", "credit_model", 3, "psi", "score_points", 0.4, 0.1, 0.25,
+                                         "act", C1)], MONITORING_SCHEMA).createOrReplaceTempView("monitoring")
+    for name in VIEW_ORDER:
+        assertDataFrameEqual(spark.table(name), before[name])
+    spark.createDataFrame(RUNS + [(D3, "run-killed")], RUNS_SCHEMA).createOrReplaceTempView("runs")   # the rerun
+    assert {r.customer_id for r in spark.table("latest_scores").where(F.col("run_id") == "run-killed").collect()} \
+        == {"c1", "c8"}
+    assert spark.table("drift_by_feature").where((F.col("run_date") == D3) & (F.col("psi") == 0.4)).count() == 1
 
 
 def test_class_order_literal_escapes_quotes(spark):

@@ -8,6 +8,7 @@ WITH per_run_date AS (
                ROW_NUMBER() OVER (PARTITION BY customer_id, run_date
                                   ORDER BY scored_at DESC, run_id DESC, record_id DESC) AS _latest
         FROM scores
+        WHERE run_id IN (SELECT run_id FROM runs)
     )
     WHERE _latest = 1
 ), ranked AS (

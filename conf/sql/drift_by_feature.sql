@@ -3,4 +3,5 @@
 SELECT run_date, name AS feature, metric, value AS psi, status
 FROM monitoring
 WHERE metric IN ('psi', 'csi')
+  AND run_id IN (SELECT run_id FROM runs)
 ORDER BY feature, run_date, metric
