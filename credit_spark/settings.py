@@ -213,7 +213,8 @@ class EnsembleSettings:
     #: members' mean log-probability per class, recalibrated); auto: every combiner and
     #: ``reg_params`` value tried, the lowest cross-fitted log-loss on the held-out rows wins
     combiner: Literal["auto", "stacked", "mean"] = "auto"
-    #: L2 strengths of the stacker's logistic regression tried (one value: no choice)
+    #: L2 strengths of the stacked combiner's logistic regression tried (the mean combiner, with
+    #: k x k coefficients only, takes the smallest)
     reg_params: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1])
 
 
