@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPARK_PAIR=newest VENV=.venv-newest bash scripts/setup.sh dev
-.venv-newest/bin/python -c 'import pyspark, importlib.metadata as m; print(f"[newest pair] pyspark {pyspark.__version__}, delta-spark {m.version(\"delta-spark\")}")'
+.venv-newest/bin/python -c 'import pyspark, importlib.metadata as m; print("[newest pair] pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"))'
 if [ "$#" -eq 0 ]; then
   set -- tests/test_e2e.py tests/test_packaging.py
 fi
