@@ -63,6 +63,24 @@ def test_outputs_json_markdown_and_chart(tmp_path):
     assert math.isclose(math.log(6) / math.log(10), 0.778, abs_tol=1e-3)
 
 
+def test_spark_costs_sum_the_stages_that_ran_and_name_the_costliest():
+    from credit_spark_bench.bench import summarise_stages
+
+    metrics = {"executor_run_s": 0, "executor_cpu_s": 0, "gc_s": 0, "shuffle_read_mb": 0, "shuffle_write_mb": 0,
+               "spill_mb": 0, "input_mb": 0, "output_mb": 0}
+    stages = [
+        {**metrics, "name": "save at a.py:1", "status": "COMPLETE", "tasks": 4, "executor_run_s": 3000,
+         "executor_cpu_s": 2 * 10**9, "shuffle_write_mb": 3 * 2**20, "spill_mb": 2**20},
+        {**metrics, "name": "collect at b.py:2", "status": "COMPLETE", "tasks": 2, "executor_run_s": 500,
+         "gc_s": 250, "shuffle_read_mb": 3 * 2**20},
+        {**metrics, "name": "collect at b.py:2", "status": "SKIPPED", "tasks": 0},   # reused shuffle output
+    ]
+    summary = summarise_stages(2, stages, top=1)
+    assert summary == {"jobs": 2, "stages": 2, "tasks": 6, "executor_run_s": 3.5, "executor_cpu_s": 2.0, "gc_s": 0.25,
+                       "shuffle_read_mb": 3.0, "shuffle_write_mb": 3.0, "spill_mb": 1.0, "input_mb": 0.0,
+                       "output_mb": 0.0, "top_stages": [{"name": "save at a.py:1", "executor_run_s": 3.0}]}
+
+
 @pytest.mark.e2e
 def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
     pytest.importorskip("sklearn", reason="the baseline needs scikit-learn (scripts/setup.sh bench)")
@@ -77,6 +95,11 @@ def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
         assert first["credit_spark"]["nn:epoch x2"]["rows"] == 1600            # every labelled row, once
         assert first["credit_spark"]["nn:score"]["rows"] == 1800
     assert first["credit_spark"]["features"]["rows"] == 1600 + 200        # history + one night
+    # Spark's own account of each stage: its jobs, tasks and executor time
+    costs = first["credit_spark"]["features"]["spark"]
+    assert costs["jobs"] >= 1 and costs["tasks"] >= 1 and costs["executor_run_s"] > 0 and costs["top_stages"]
+    assert first["credit_spark"]["ingest"]["spark"]["output_mb"] > 0         # the Delta writes
+    assert "Where credit_spark's time goes" in to_markdown(report)
     assert first["baseline_run"]["completed"], first["baseline_run"]
     assert {"read", "features", "split", "train:logistic_regression", "train:random_forest"} <= set(first["baseline"])
     assert second["baseline"]["features"]["rows"] == 3200

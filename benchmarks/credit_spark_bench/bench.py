@@ -14,7 +14,9 @@ For each size (rows of labelled history; one fresh lake folder per size, deleted
   labelled CSV files and the same customer-grouped split.
 
 Reported: per stage seconds, rows/s and the peak resident memory of the Python driver (and of
-the JVM, which in local mode is driver and executors at once); the scaling exponent ``k`` of each
+the JVM, which in local mode is driver and executors at once); per credit_spark stage, Spark's own
+account of it (:class:`SparkCosts`: jobs, stages, tasks, executor and CPU time, GC, shuffle,
+spill, the costliest Spark stages); the scaling exponent ``k`` of each
 stage between consecutive sizes (time ∝ rows^k); the speed ratio of comparable stages; macro-F1
 and AUC of every model of both systems. Written as JSON, Markdown and a log-log PNG.
 """
@@ -86,6 +88,77 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+#: Spark's per-stage metrics kept (StageData getter, unit factor to the reported unit)
+STAGE_METRICS = {
+    "executor_run_s": (("executorRunTime",), 1e-3),
+    "executor_cpu_s": (("executorCpuTime",), 1e-9),
+    "gc_s": (("jvmGcTime",), 1e-3),
+    "shuffle_read_mb": (("shuffleReadBytes",), 2.0 ** -20),
+    "shuffle_write_mb": (("shuffleWriteBytes",), 2.0 ** -20),
+    "spill_mb": (("memoryBytesSpilled", "diskBytesSpilled"), 2.0 ** -20),
+    "input_mb": (("inputBytes",), 2.0 ** -20),
+    "output_mb": (("outputBytes",), 2.0 ** -20),
+}
+JOB_GROUP_PREFIX = "credit_spark_bench:"
+
+
+class SparkCosts:
+    """Spark's own account of one benchmark stage: its jobs carry a job group, and the driver's
+    status store (what the UI and its REST API read; kept with the UI off) gives their stages'
+    task metrics. Jobs started from other threads without the group (e.g. a tuning pool's) and
+    stages past ``spark.ui.retainedStages`` are not counted; the record says how many jobs were."""
+
+    def __init__(self, spark: SparkSession, stage: str) -> None:
+        self.sc = spark.sparkContext
+        self.group = JOB_GROUP_PREFIX + stage
+        self.summary: dict = {}
+
+    def __enter__(self) -> "SparkCosts":
+        self.sc.setJobGroup(self.group, f"benchmark stage {self.group[len(JOB_GROUP_PREFIX):]}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sc.setLocalProperty("spark.jobGroup.id", None)
+        self.sc.setLocalProperty("spark.job.description", None)
+        try:
+            self.summary = summarise_stages(*self._stages())
+        except Exception as error:   # a private JVM API: a Spark without it loses the breakdown only
+            logger.warning("no Spark cost breakdown for %s: %s", self.group, error)
+
+    def _stages(self) -> tuple[int, list[dict]]:
+        store = self.sc._jsc.sc().statusStore()
+        as_java = self.sc._jvm.scala.jdk.javaapi.CollectionConverters.asJava   # Scala Seq -> java List
+        jobs, stage_ids = 0, set()
+        for job in as_java(store.jobsList(None)):
+            group = job.jobGroup()
+            if group.isDefined() and group.get() == self.group:
+                jobs += 1
+                stage_ids |= set(as_java(job.stageIds()))
+        stages = []
+        defaults = [getattr(store, f"stageList$default${i}")() for i in (2, 3, 4, 5)]   # no details
+        for stage in as_java(store.stageList(None, *defaults)):
+            if stage.stageId() in stage_ids:
+                record = {"name": stage.name(), "status": str(stage.status()), "tasks": stage.numCompleteTasks()}
+                for metric, (getters, _) in STAGE_METRICS.items():
+                    record[metric] = sum(getattr(stage, g)() for g in getters)
+                stages.append(record)
+        return jobs, stages
+
+
+def summarise_stages(jobs: int, stages: list[dict], top: int = 3) -> dict:
+    """Totals of the stages' metrics (in seconds and MB) and the ``top`` stages by executor time
+    (a stage skipped because its shuffle output was reused has no tasks and costs nothing)."""
+    ran = [s for s in stages if s["tasks"] > 0]
+    out = {"jobs": jobs, "stages": len(ran), "tasks": sum(s["tasks"] for s in ran)}
+    for metric, (_, factor) in STAGE_METRICS.items():
+        out[metric] = round(sum(s[metric] for s in ran) * factor, 2)
+    run_factor = STAGE_METRICS["executor_run_s"][1]
+    costly = sorted(ran, key=lambda s: s["executor_run_s"], reverse=True)[:top]
+    out["top_stages"] = [{"name": s["name"][:80], "executor_run_s": round(s["executor_run_s"] * run_factor, 2)}
+                         for s in costly]
+    return out
 
 
 def stage_record(rows: int, seconds: float, mem: PeakMemory | None = None, **extra) -> dict:
@@ -171,8 +244,9 @@ def run_credit_spark(spark: SparkSession, cfg: Config, rows: int, folder: Path, 
         if name == "nn":
             out.update(network_epoch(spark, cfg))
             continue
-        seconds, (n, result), mem = timed(steps[name])
-        out[name] = stage_record(n, seconds, mem)
+        with SparkCosts(spark, name) as costs:
+            seconds, (n, result), mem = timed(steps[name])
+        out[name] = stage_record(n, seconds, mem, spark=costs.summary)
         logger.info("bench %s rows: %s %s", rows, name, out[name])
         if name == "train":
             quality = {algo: {"macro_f1": round(m.macro_f1, 4), "auc": round(m.auc, 4),
@@ -341,6 +415,19 @@ def to_markdown(report: dict) -> str:
         for c in result.get("comparison", []):
             lines.append(f"| {result['rows']:,} | {c['stage']} | {c['credit_spark_seconds']:.1f} | "
                          f"{c['baseline_seconds']:.1f} | {c['time_per_row_ratio']:.2f} |")
+    lines += ["", "Where credit_spark's time goes (Spark's task metrics per stage: executor time summed over tasks, "
+              "so up to cores x wall seconds; the costliest Spark stages by executor time):", "",
+              "| rows | stage | jobs | Spark stages | tasks | executor s | CPU s | GC s | shuffle read MB | "
+              "shuffle write MB | spill MB | costliest |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for result in report["results"]:
+        for stage, s in (result.get("credit_spark") or {}).items():
+            c = s.get("spark")
+            if c:
+                costly = "; ".join(f"{t['name']} ({t['executor_run_s']:.1f} s)" for t in c["top_stages"])
+                lines.append(f"| {result['rows']:,} | {stage} | {c['jobs']} | {c['stages']} | {c['tasks']:,} | "
+                             f"{c['executor_run_s']:.1f} | {c['executor_cpu_s']:.1f} | {c['gc_s']:.1f} | "
+                             f"{c['shuffle_read_mb']:.1f} | {c['shuffle_write_mb']:.1f} | {c['spill_mb']:.1f} | "
+                             f"{costly} |")
     lines += ["", "Scaling exponents k (seconds ∝ rows^k):", "", "| system | stage | sizes | k |", "|---|---|---|---:|"]
     for system, stages in report.get("scaling", {}).items():
         for stage, pairs in stages.items():
