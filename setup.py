@@ -60,10 +60,10 @@ setup(
     extras_require={
         # a local or cluster install; a runtime with its own Spark and Delta (Databricks) needs none
         "spark": SPARK,
-        # test tools; pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
+        # test tools (setuptools and wheel: a test builds the wheel); pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
         # are the other engines a test holds to reading the lake's tables as Spark wrote them;
         # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with
-        "dev": ["pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
+        "dev": ["setuptools>=69", "wheel", "pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
                 "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.

@@ -189,7 +189,10 @@ def fit_stacker(rows: DataFrame, label_col: str, k: int, reg_param: float, combi
     are saved as the same k x M*k matrix, so the stage scores them alike."""
     if combiner not in COMBINERS:
         raise ValueError(f"unknown combiner '{combiner}' (one of {', '.join(COMBINERS)})")
-    size = len(rows.select(STACK_INPUT).first()[0]) if combiner == "mean" else None
+    first = rows.select(STACK_INPUT).first() if combiner == "mean" else None
+    if combiner == "mean" and first is None:
+        raise ValueError("the stacker has no held-out rows to fit on")
+    size = len(first[0]) if first is not None else None
     vector = f"{STACK_INPUT}__vector"
     if combiner == "mean":
         members = size // k

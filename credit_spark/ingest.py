@@ -380,7 +380,7 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
     finally:
         classified.unpersist()
     record_ingest_quality(spark, cfg, batch_id, current_version(spark, cfg.table_path(RAW_RECORDS)),
-                          rows_read, counts.get("", 0), reasons)
+                          rows_read, counts.get("", 0), reasons, erased)
 
     result = IngestResult(batch_id=batch_id, files=len(files), rows_read=rows_read,
                           rows_ingested=counts.get("", 0), rows_quarantined=sum(reasons.values()),

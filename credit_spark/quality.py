@@ -116,8 +116,10 @@ def record_feature_quality(spark: SparkSession, cfg: Config, raw: DataFrame, fea
 
 
 def record_ingest_quality(spark: SparkSession, cfg: Config, batch_id: str, raw_version: int,
-                          rows_read: int, rows_ingested: int, reasons: dict[str, int]) -> None:
-    rows = [("*", "rows_read", rows_read), ("*", "rows_ingested", rows_ingested)]
+                          rows_read: int, rows_ingested: int, reasons: dict[str, int], rows_erased: int = 0) -> None:
+    """rows_read = rows_ingested + the quarantined rows by reason + rows_erased (left out: their
+    customer has an erasure request)."""
+    rows = [("*", "rows_read", rows_read), ("*", "rows_ingested", rows_ingested), ("*", "rows_erased", rows_erased)]
     rows += [("*", f"quarantined:{reason}", n) for reason, n in reasons.items()]
     _write(spark, cfg, f"ingest:{batch_id}", None, raw_version, rows)
 

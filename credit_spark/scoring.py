@@ -38,7 +38,7 @@ from credit_spark.features import (CUSTOMER_ID, HISTORY_SUFFIXES, PERIOD, RECORD
 from credit_spark.reasons import ReasonCodesModel
 from credit_spark.scorecard import points_scale
 from credit_spark.sqltext import sql_string
-from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, append, commit_tagged, ensure_table,
+from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, commit_tagged, delta_table, ensure_table,
                                  read_delta, read_snapshot, read_table, replace_where, with_retries)
 
 logger = logging.getLogger(__name__)
@@ -201,30 +201,35 @@ RUNS_SCHEMA = T.StructType([
 
 
 def record_run(spark: SparkSession, cfg: Config, row: tuple, properties: dict[str, str]) -> None:
-    """Append the night to ``runs``, last: a run id there means its scores and its monitoring
+    """Record the night in ``runs``, last: a run id there means its scores and its monitoring
     are both committed (a night killed in between has scores but no row here, and the rerun
-    adds it). The first append to an empty ``runs`` also brings the nights scored before the lake
-    had one (:func:`earlier_runs`), so the shipped views, which read only nights in ``runs``,
-    keep a lake's history across the upgrade."""
+    adds it). One MERGE that inserts the run ids not there yet: this night's, and any earlier
+    night whose monitoring committed without its ``runs`` row (:func:`earlier_runs`: a night
+    killed just before it, or a lake scored before ``runs`` existed), so the shipped views, which
+    read only nights in ``runs``, miss no completed night. Idempotent, so two nights recording
+    at once (concurrent dates) add each run id once."""
     path = cfg.table_path(RUNS)
     with_retries(lambda: ensure_table(spark, path, RUNS_SCHEMA, [], "one row per completed scoring run, written "
                                       "after its scores and monitoring (credit_spark score)", properties),
                  "create runs", cfg.score.write_retries)
     frame = (spark.createDataFrame([row], T.StructType(RUNS_SCHEMA.fields[:-1]))
-             .withColumn("finished_at", F.current_timestamp()))
-    if read_delta(spark, path).limit(1).count() == 0:
-        frame = frame.unionByName(earlier_runs(spark, cfg, exclude=row[1]))
-    with_retries(lambda: append(frame, path), "runs", cfg.score.write_retries)
+             .withColumn("finished_at", F.current_timestamp())
+             .unionByName(earlier_runs(spark, cfg, exclude=row[1])))
+
+    def merge() -> None:
+        (delta_table(spark, path).alias("t")
+         .merge(frame.alias("s"), "t.run_id = s.run_id").whenNotMatchedInsertAll().execute())
+    with_retries(merge, "runs", cfg.score.write_retries)
 
 
 def earlier_runs(spark: SparkSession, cfg: Config, exclude: str) -> DataFrame:
-    """Nights a release without ``runs`` completed: one row per run id with a ``run_status`` row
-    in ``monitoring`` (written after that night's scores) and rows in ``scores``; the versions and
-    row count it did not record are null, ``finished_at`` is its monitoring's time."""
-    monitored = (read_delta(spark, cfg.table_path(MONITORING))
-                 .where((F.col("metric") == "run_status") & (F.col("run_id") != exclude)))
-    scored = read_delta(spark, cfg.table_path(SCORES)).select("run_id").distinct()
-    return (monitored.join(scored, "run_id", "left_semi").dropDuplicates(["run_id"])
+    """Completed nights as ``runs`` rows: one per run id with a ``run_status`` row in
+    ``monitoring`` (written after that night's scores), but ``exclude`` (this night); the versions
+    and row count are null (not recorded), ``finished_at`` is the monitoring's time. Reads only
+    the small ``monitoring`` table."""
+    return (read_delta(spark, cfg.table_path(MONITORING))
+            .where((F.col("metric") == "run_status") & (F.col("run_id") != exclude))
+            .dropDuplicates(["run_id"])
             .select("run_date", "run_id", "model_name", "model_version",
                     *(F.lit(None).cast(T.LongType()).alias(c)
                       for c in ("features_version", "scores_version", "monitoring_version", "rows")),

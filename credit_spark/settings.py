@@ -210,8 +210,8 @@ class EnsembleSettings:
 
     enabled: bool = True
     #: stacked: a coefficient per member and class; mean: one shared weight per member (the
-    #: members' mean log-probability per class, recalibrated); auto: every combiner and
-    #: ``reg_params`` value tried, the lowest cross-fitted log-loss on the held-out rows wins
+    #: members' mean log-probability per class, recalibrated); auto: both tried (stacked at every
+    #: ``reg_params`` value, mean at the smallest), the lowest cross-fitted log-loss wins
     combiner: Literal["auto", "stacked", "mean"] = "auto"
     #: L2 strengths of the stacked combiner's logistic regression tried (the mean combiner, with
     #: k x k coefficients only, takes the smallest)

@@ -104,6 +104,10 @@ def publish(spark: SparkSession, cfg: Config, schema: str = DEFAULT_SCHEMA) -> l
             location = str(Path(path).resolve()) if "://" not in path else path
             spark.sql(f"CREATE OR REPLACE VIEW `{schema}`.`{name}` AS SELECT * FROM delta.`{location}`")
             published.append(name)
+    if not set(SOURCES) <= set(published) and "scores" in published:
+        logger.warning("shipped views not published: they need the tables %s; missing: %s (the next "
+                       "`credit-spark score` writes them)", ", ".join(SOURCES),
+                       ", ".join(sorted(set(SOURCES) - set(published))))
     if set(SOURCES) <= set(published):
         previous = spark.catalog.currentDatabase()
         spark.sql(f"USE `{schema}`")            # the shipped queries name the tables unqualified

@@ -254,4 +254,7 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
             spark.catalog.dropTempView(name)
     if set(SOURCES) <= set(registered):
         registered += register_sql_views(spark, cfg.spec.label.classes)
+    elif SCORES in registered:
+        logger.warning("the shipped views (conf/sql) need the tables %s; missing: %s (the next `credit-spark "
+                       "score` writes them)", ", ".join(SOURCES), ", ".join(sorted(set(SOURCES) - set(registered))))
     return registered

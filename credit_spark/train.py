@@ -103,7 +103,8 @@ def fit_ensemble(fitted: dict[str, PipelineModel], stack_inputs: dict[str, DataF
         ens = settings.ensemble
         # the mean combiner has k x k coefficients whatever the members: its weakest L2 only
         candidates = ([("mean", min(ens.reg_params))] if ens.combiner in ("auto", "mean") else []) + \
-                     ([("stacked", r) for r in ens.reg_params] if ens.combiner in ("auto", "stacked") else [])
+                     ([("stacked", r) for r in dict.fromkeys(ens.reg_params)] if ens.combiner in ("auto", "stacked")
+                      else [])
         choice = (choose_combiner(rows, half, LABEL_INDEX, k, candidates) if len(candidates) > 1
                   else CombinerChoice(*candidates[0], {}))
         held_out = cross_fit(rows, half, LABEL_INDEX, k, choice.combiner,

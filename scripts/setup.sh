@@ -57,6 +57,7 @@ else
     # credit_spark is installed (editable) by now, so pip finds its requirement satisfied
     "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ./benchmarks
   fi
+  rm -f "$VENV"/.credit_spark-*        # another pair's or extras' stamp no longer describes the venv
   touch "$stamp"
 fi
 

@@ -81,6 +81,10 @@ def test_reingest_after_forget_brings_no_erased_row_back(spark, lake, tmp_path):
     result = ingest(spark, lake, str(again))
     assert (result.rows_read, result.rows_ingested, result.rows_quarantined, result.rows_erased) == (7, 2, 1, 4)
     assert result.quarantine_reasons == {"invalid_label": 1}
+    quality = {r.metric: r.value for r in read_delta(spark, lake.table_path("data_quality"))
+               .where(f"stage = 'ingest:{result.batch_id}'").collect()}
+    assert (quality["rows_read"], quality["rows_ingested"], quality["quarantined:invalid_label"],
+            quality["rows_erased"]) == (7, 2, 1, 4)
     assert {r.Cust for r in read_delta(spark, lake.table_path(RAW_RECORDS)).collect()} == {"C1", "C5"}
     quarantined = read_delta(spark, lake.table_path(QUARANTINE)).collect()
     assert [r.record_id for r in quarantined] == ["7"]

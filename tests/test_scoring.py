@@ -308,20 +308,18 @@ def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committe
     assert run.monitoring_version == DeltaTable.forPath(spark, cfg.table_path(MONITORING)).history(1).first().version
 
 
-def test_the_first_runs_row_brings_the_nights_scored_before_runs_existed(spark, trained):
-    """A lake scored by a release without ``runs``: its first append also records the earlier
-    nights whose scores and monitoring both committed, so the shipped views (which read only nights
-    in ``runs``) keep the lake's history across the upgrade."""
+def test_runs_records_every_completed_night_once_even_scored_before_runs_existed(spark, trained):
+    """A lake scored by a release without ``runs`` (or whose ``runs`` append died after the
+    monitoring committed): the next night records those nights too, so the shipped views (which
+    read only nights in ``runs``) keep the lake's history; a second night adds only itself."""
     cfg, _, _ = trained
     shutil.rmtree(cfg.table_path(RUNS))
     result = score_run_date(spark, cfg, date(2026, 1, 31))     # a rescore: January's old night goes
-    scored = {r.run_id for r in scores(spark, cfg).select("run_id").distinct().collect()}
     monitored = {r.run_id for r in spark.read.format("delta").load(cfg.table_path(MONITORING))
                  .where(F.col("metric") == "run_status").collect()}
     runs = spark.read.format("delta").load(cfg.table_path(RUNS))
-    assert DeltaTable.forPath(spark, cfg.table_path(RUNS)).history().count() == 2   # created, then one append
-    assert sorted(r.run_id for r in runs.collect()) == sorted(scored & monitored)
-    assert len(scored & monitored) >= 4
+    assert DeltaTable.forPath(spark, cfg.table_path(RUNS)).history().count() == 2   # created, then one merge
+    assert sorted(r.run_id for r in runs.collect()) == sorted(monitored) and len(monitored) >= 4
     [new] = runs.where(F.col("scores_version").isNotNull()).collect()
     assert (new.run_id, new.rows) == (result.run_id, 200)
     earlier = runs.where(F.col("run_id") != result.run_id).collect()
@@ -329,6 +327,9 @@ def test_the_first_runs_row_brings_the_nights_scored_before_runs_existed(spark, 
     registered = register_views(spark, cfg)
     assert "latest_scores" in registered
     assert spark.table("latest_scores").count() == scores(spark, cfg).select("customer_id").distinct().count()
+    again = score_run_date(spark, cfg, date(2026, 1, 31))
+    assert sorted(r.run_id for r in spark.read.format("delta").load(cfg.table_path(RUNS)).collect()) == \
+        sorted(monitored | {again.run_id})
 
 
 def test_drift_breach_writes_the_scores_then_fails(spark, trained):
