@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark import keyword_only
@@ -223,11 +223,13 @@ def log_loss(predictions: DataFrame, label_col: str, probability_col: str = "pro
 
 @dataclass(frozen=True)
 class CombinerChoice:
-    """The combiner picked by cross-fitted log-loss, and every candidate's log-loss."""
+    """The combiner picked by cross-fitted log-loss, every candidate's log-loss, and the winner's
+    cross-fitted predictions (for its decision rule: no second fit)."""
 
     combiner: str
     reg_param: float
     log_loss: dict[str, float]
+    predictions: DataFrame | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -250,12 +252,12 @@ def choose_combiner(rows: DataFrame, half: Column, label_col: str, k: int,
     """The (combiner, reg_param) whose cross-fitted predictions have the lowest log-loss: judged
     on rows no candidate was fitted on, so a stacker with many coefficients wins only where the
     held-out rows support them. Ties go to the earlier candidate."""
-    losses = {candidate_label(c, r): log_loss(cross_fit(rows, half, label_col, k, c, r), label_col)
-              for c, r in candidates}
+    predictions = {candidate_label(c, r): cross_fit(rows, half, label_col, k, c, r) for c, r in candidates}
+    losses = {name: log_loss(frame, label_col) for name, frame in predictions.items()}
     best = min(candidates, key=lambda cr: losses[candidate_label(*cr)])
     logger.info("ensemble: %s chosen by cross-fitted log-loss %s", candidate_label(*best),
                 {name: round(v, 4) for name, v in losses.items()})
-    return CombinerChoice(best[0], best[1], losses)
+    return CombinerChoice(best[0], best[1], losses, predictions[candidate_label(*best)])
 
 
 def stacker_model(names: list[str], members: list[PipelineModel], k: int, state: dict) -> StackedEnsembleModel:

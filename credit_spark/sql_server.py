@@ -31,7 +31,7 @@ from credit_spark.config import Config
 from credit_spark.errors import ConfigError
 from credit_spark.session import delta_maven_coordinate, ivy_jar_names, launched_by_spark_submit
 from credit_spark.tables import TABLES, table_exists
-from credit_spark.views import SOURCES, render, shipped_sql
+from credit_spark.views import render, shipped_sql, sources_ready
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +104,7 @@ def publish(spark: SparkSession, cfg: Config, schema: str = DEFAULT_SCHEMA) -> l
             location = str(Path(path).resolve()) if "://" not in path else path
             spark.sql(f"CREATE OR REPLACE VIEW `{schema}`.`{name}` AS SELECT * FROM delta.`{location}`")
             published.append(name)
-    if not set(SOURCES) <= set(published) and "scores" in published:
-        logger.warning("shipped views not published: they need the tables %s; missing: %s (the next "
-                       "`credit-spark score` writes them)", ", ".join(SOURCES),
-                       ", ".join(sorted(set(SOURCES) - set(published))))
-    if set(SOURCES) <= set(published):
+    if sources_ready(published):
         previous = spark.catalog.currentDatabase()
         spark.sql(f"USE `{schema}`")            # the shipped queries name the tables unqualified
         try:

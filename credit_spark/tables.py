@@ -242,7 +242,7 @@ def append(df: DataFrame, path: str) -> None:
 def register_views(spark: SparkSession, cfg: Config) -> list[str]:
     """Make every existing lake table queryable in SQL by its short name (``FROM scores``), and,
     once the scorer has run, the shipped downstream views (``conf/sql/*.sql``)."""
-    from credit_spark.views import SOURCES, register_sql_views
+    from credit_spark.views import register_sql_views, sources_ready
 
     registered = []
     for name in TABLES:
@@ -252,9 +252,6 @@ def register_views(spark: SparkSession, cfg: Config) -> list[str]:
             registered.append(name)
         else:   # a view left by another lake in this session must not answer for this one
             spark.catalog.dropTempView(name)
-    if set(SOURCES) <= set(registered):
+    if sources_ready(registered):
         registered += register_sql_views(spark, cfg.spec.label.classes)
-    elif SCORES in registered:
-        logger.warning("the shipped views (conf/sql) need the tables %s; missing: %s (the next `credit-spark "
-                       "score` writes them)", ", ".join(SOURCES), ", ".join(sorted(set(SOURCES) - set(registered))))
     return registered

@@ -106,9 +106,8 @@ def fit_ensemble(fitted: dict[str, PipelineModel], stack_inputs: dict[str, DataF
                      ([("stacked", r) for r in dict.fromkeys(ens.reg_params)] if ens.combiner in ("auto", "stacked")
                       else [])
         choice = (choose_combiner(rows, half, LABEL_INDEX, k, candidates) if len(candidates) > 1
-                  else CombinerChoice(*candidates[0], {}))
-        held_out = cross_fit(rows, half, LABEL_INDEX, k, choice.combiner,
-                             choice.reg_param).persist(StorageLevel.MEMORY_AND_DISK)
+                  else CombinerChoice(*candidates[0], {}, cross_fit(rows, half, LABEL_INDEX, k, *candidates[0])))
+        held_out = choice.predictions.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             rule = decision_rule(settings.decision, k).fit(held_out)
             metric = evaluator.evaluate(rule.transform(held_out))

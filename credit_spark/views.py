@@ -14,6 +14,7 @@ source tree, packaged into the wheel), like the shipped YAML config.
 """
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 
@@ -30,6 +31,18 @@ VIEW_ORDER = ("latest_scores", "daily_class_distribution", "class_worsened", "dr
 SOURCES = ("scores", "monitoring", "runs")
 CLASS_ORDER = "{class_order}"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+logger = logging.getLogger(__name__)
+
+
+def sources_ready(available: set[str] | list[str]) -> bool:
+    """Whether the tables the shipped views read are all there; when ``scores`` is but another
+    is not (``runs`` before the first night of a release that writes it), a warning names it."""
+    missing = sorted(set(SOURCES) - set(available))
+    if missing and "scores" in available:
+        logger.warning("the shipped views (conf/sql) need the tables %s; missing: %s (the next `credit-spark "
+                       "score` writes them)", ", ".join(SOURCES), ", ".join(missing))
+    return not missing
 
 
 def _sql_dir():

@@ -127,6 +127,9 @@ def test_combiner_chosen_by_cross_fitted_log_loss(spark, members):
     assert choice.combiner == "stacked"
     assert choice.log_loss[choice.label] == min(choice.log_loss.values())
     assert choice.log_loss[choice.label] < choice.log_loss[candidate_label("mean", 0.001)] - 0.02
+    # the winner's cross-fitted predictions come with it (its decision rule is learned on them)
+    assert choice.predictions.count() == rows.count()
+    assert log_loss(choice.predictions, "label_index") == pytest.approx(choice.log_loss[choice.label])
     # each loss is that of the cross-fitted predictions: every row predicted by the other half's fit
     again = cross_fit(rows, half, "label_index", 2, "stacked", 0.1)
     assert again.count() == rows.count()

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from credit_spark.errors import ConfigError
-from credit_spark.views import VIEW_ORDER, class_order_literal, register_sql_views, shipped_sql
+from credit_spark.views import VIEW_ORDER, class_order_literal, register_sql_views, shipped_sql, sources_ready
 
 CLASSES = ["Good", "Standard", "Poor"]
 
@@ -147,6 +147,17 @@ def test_a_night_missing_from_runs_reaches_no_view(spark, views):
     assert {r.customer_id for r in spark.table("latest_scores").where(F.col("run_id") == "run-killed").collect()} \
         == {"c1", "c8"}
     assert spark.table("drift_by_feature").where((F.col("run_date") == D3) & (F.col("psi") == 0.4)).count() == 1
+
+
+def test_views_wait_for_every_source_table_and_say_which_is_missing(caplog):
+    assert sources_ready(["scores", "monitoring", "runs", "features"])
+    with caplog.at_level("WARNING", logger="credit_spark.views"):
+        assert not sources_ready(["scores", "monitoring"])
+    assert "missing: runs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="credit_spark.views"):
+        assert not sources_ready(["features"])        # nothing scored yet: nothing to say
+    assert caplog.text == ""
 
 
 def test_class_order_literal_escapes_quotes(spark):
