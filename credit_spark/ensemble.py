@@ -189,13 +189,12 @@ def fit_stacker(rows: DataFrame, label_col: str, k: int, reg_param: float, combi
     are saved as the same k x M*k matrix, so the stage scores them alike."""
     if combiner not in COMBINERS:
         raise ValueError(f"unknown combiner '{combiner}' (one of {', '.join(COMBINERS)})")
-    first = rows.select(STACK_INPUT).first() if combiner == "mean" else None
-    if combiner == "mean" and first is None:
-        raise ValueError("the stacker has no held-out rows to fit on")
-    size = len(first[0]) if first is not None else None
     vector = f"{STACK_INPUT}__vector"
     if combiner == "mean":
-        members = size // k
+        first = rows.select(STACK_INPUT).first()
+        if first is None:
+            raise ValueError("the stacker has no held-out rows to fit on")
+        members = len(first[0]) // k
         means = [functools.reduce(lambda a, b: a + b, [F.col(STACK_INPUT)[m * k + c] for m in range(members)]) / members
                  for c in range(k)]
         rows = rows.withColumn(vector, array_to_vector(F.array(*means)))

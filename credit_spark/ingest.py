@@ -36,7 +36,7 @@ from credit_spark.features import Transform, period_index
 from credit_spark.privacy import masked_pii, pii_key
 from credit_spark.quality import record_ingest_quality
 from credit_spark.tables import (ERASURE_REQUESTS, QUARANTINE, RAW_RECORDS, current_version, delta_table,
-                                 last_operation_metrics, overwrite_table, table_exists)
+                                 last_operation_metrics, overwrite_table, read_delta, table_exists)
 
 logger = logging.getLogger(__name__)
 
@@ -267,8 +267,7 @@ def erased_customers(spark: SparkSession, cfg: Config) -> DataFrame | None:
     path = cfg.table_path(ERASURE_REQUESTS)
     if not cfg.spec.customer_id or not table_exists(spark, path):
         return None
-    return (spark.read.format("delta").load(path)
-            .select(F.trim(F.col("customer_id")).alias("_erased_id")).distinct())
+    return read_delta(spark, path).select(F.trim(F.col("customer_id")).alias("_erased_id")).distinct()
 
 
 def without_erased(erased: DataFrame | None, spec: DatasetSpec) -> Transform:
