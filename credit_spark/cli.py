@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Sequence
 
-from credit_spark.config import Config, load_config
+from credit_spark.config.loader import Config, load_config
 from credit_spark.errors import CreditSparkError
 
 logger = logging.getLogger("credit_spark.cli")
@@ -29,7 +29,7 @@ NO_SPARK = {"catalog", "report", "schema"}   # subcommands that only read config
 
 # --------------------------------------------------------------------------- handlers
 def _generate(spark, cfg: Config, args) -> None:
-    from credit_spark.generate import generate
+    from credit_spark.jobs.generate import generate
 
     result = generate(spark, rows=args.rows, seed=args.seed, out=args.out, fmt=args.format,
                       months=args.months, start_month=args.start_month, labeled=not args.unlabeled)
@@ -37,7 +37,7 @@ def _generate(spark, cfg: Config, args) -> None:
 
 
 def _ingest(spark, cfg: Config, args) -> None:
-    from credit_spark.ingest import ingest
+    from credit_spark.jobs.ingest import ingest
 
     r = ingest(spark, cfg, args.input, fmt=args.format)
     print(f"ingest batch {r.batch_id}: {r.files} file(s), read {r.rows_read:,} rows -> "
@@ -53,9 +53,8 @@ def _ingest(spark, cfg: Config, args) -> None:
 
 
 def _features(spark, cfg: Config, args) -> None:
-    from credit_spark.features_job import run_features
-
-    from credit_spark.quality import format_quality
+    from credit_spark.jobs.features_job import run_features
+    from credit_spark.transforms.quality import format_quality
 
     r = run_features(spark, cfg)
     print(f"features: {r.rows:,} rows from raw_records v{r.raw_version} -> features v{r.features_version}")
@@ -64,15 +63,15 @@ def _features(spark, cfg: Config, args) -> None:
 
 
 def _catalog(spark, cfg: Config, args) -> None:
-    from credit_spark.features import catalog_markdown
+    from credit_spark.transforms.features import catalog_markdown
 
     print(f"Features of dataset spec '{cfg.spec.name}':\n")
     print(catalog_markdown(cfg.spec))
 
 
 def _train(spark, cfg: Config, args) -> None:
+    from credit_spark.jobs.train import train
     from credit_spark.report import load_results, verdict
-    from credit_spark.train import train
 
     r = train(spark, cfg)
     print(f"training run {r.run_id} on features v{r.features_version}: {r.train_rows:,} train, "
@@ -93,8 +92,8 @@ def _train(spark, cfg: Config, args) -> None:
 
 
 def _report(spark, cfg: Config, args) -> None:
+    from credit_spark.evaluation.run_report import render_report
     from credit_spark.report import load_results, verdict
-    from credit_spark.run_report import render_report
 
     out = render_report(cfg, run_id=args.run_id, out=args.out)
     print(f"report written to {out} (report.md, report.html, PNGs)")
@@ -102,7 +101,7 @@ def _report(spark, cfg: Config, args) -> None:
 
 
 def _score(spark, cfg: Config, args) -> None:
-    from credit_spark.scoring import score_run_date
+    from credit_spark.jobs.scoring import score_run_date
 
     r = score_run_date(spark, cfg, args.run_date)
     print(f"scored {r.rows:,} records for run date {r.run_date} with {r.model_name} v{r.model_version} "
@@ -110,7 +109,7 @@ def _score(spark, cfg: Config, args) -> None:
 
 
 def _maintain(spark, cfg: Config, args) -> None:
-    from credit_spark.maintenance import maintain
+    from credit_spark.jobs.maintenance import maintain
 
     def size(n: int | None) -> str:
         return "-" if n is None else f"{n / 1e6:,.1f} MB"
@@ -125,7 +124,7 @@ def _maintain(spark, cfg: Config, args) -> None:
 
 
 def _forget(spark, cfg: Config, args) -> None:
-    from credit_spark.erasure import forget
+    from credit_spark.jobs.erasure import forget
 
     r = forget(spark, cfg, args.customer, purge_files=args.purge)
     print(f"erasure request {r.request_id}: {len(r.customers)} customer(s); rows deleted: "
@@ -135,7 +134,7 @@ def _forget(spark, cfg: Config, args) -> None:
 
 
 def _serve_sql(spark, cfg: Config, args) -> None:
-    from credit_spark.sql_server import serve_sql
+    from credit_spark.jobs.sql_server import serve_sql
 
     serve_sql(spark, cfg, schema=args.schema)
 
@@ -150,7 +149,7 @@ def _sql(spark, cfg: Config, args) -> None:
     from pyspark.errors import AnalysisException
 
     from credit_spark.errors import CreditSparkError
-    from credit_spark.tables import register_views
+    from credit_spark.lake.tables import register_views
 
     tables = register_views(spark, cfg)
     logger.info("tables available to SQL: %s", ", ".join(tables) or "none")
@@ -164,14 +163,14 @@ def _sql(spark, cfg: Config, args) -> None:
 
 
 def _spec(spark, cfg: Config, args) -> None:
-    from credit_spark.spec_draft import draft
+    from credit_spark.jobs.spec_draft import draft
 
     out = draft(spark, args.input, args.label, args.out, name=args.name)
     print(f"drafted {out}: review it, then train with an overlay `dataset: {out}`")
 
 
 def _schema(spark, cfg: Config, args) -> None:
-    from credit_spark.schema import schema_text
+    from credit_spark.config.schema import schema_text
 
     text = schema_text(args.kind)
     if args.out:
@@ -248,7 +247,7 @@ def _bench(spark, cfg: Config, args) -> None:
 
 
 def _probability_columns(cfg: Config) -> list[str]:
-    from credit_spark.scoring import probability_column
+    from credit_spark.jobs.scoring import probability_column
 
     return [probability_column(c) for c in cfg.spec.label.classes]
 
@@ -414,7 +413,7 @@ def check_lake_writable(cfg: Config) -> None:
     import os
 
     from credit_spark.errors import ConfigError
-    from credit_spark.registry import local_lake
+    from credit_spark.tracking.registry import local_lake
 
     lake = local_lake(cfg)
     if lake is None or cfg.lake.schema:
@@ -467,16 +466,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         if args.command not in NO_SPARK:
             require_spark()
-        from credit_spark.session import get_spark
+        from credit_spark.lake.session import get_spark
 
         if args.command in WRITES_LAKE:
             check_lake_writable(cfg)
         if args.command == "serve-sql":   # static settings: before the session starts
-            from credit_spark.sql_server import with_server_conf
+            from credit_spark.jobs.sql_server import with_server_conf
             cfg = with_server_conf(cfg, args.host, args.port)
         spark = None if args.command in NO_SPARK else get_spark(with_scratch_warehouse(cfg).spark)
         if spark is not None:
-            from credit_spark.tables import ensure_schema
+            from credit_spark.lake.tables import ensure_schema
             ensure_schema(spark, cfg)
         handler(spark, cfg, args)
         return 0

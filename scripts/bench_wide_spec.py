@@ -28,9 +28,9 @@ def main() -> None:
     import credit_spark
     from pyspark.sql import functions as F
 
-    from credit_spark.config import DatasetSpec, LabelSpec, NumericRule, SparkSettings
-    from credit_spark.features import build_features
-    from credit_spark.session import get_spark
+    from credit_spark.config.loader import DatasetSpec, LabelSpec, NumericRule, SparkSettings
+    from credit_spark.lake.session import get_spark
+    from credit_spark.transforms.features import build_features
 
     spark = get_spark(SparkSettings(master="local[*]", log_level="ERROR",
                                     conf={"spark.sql.shuffle.partitions": "8", "spark.ui.enabled": "false"}))

@@ -46,14 +46,14 @@ def main() -> None:
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from credit_spark import registry
-    from credit_spark.config import load_config
-    from credit_spark.features import build_features
-    from credit_spark.generate import generate_records
-    from credit_spark.scoring import with_coded_reasons
-    from credit_spark.session import get_spark
-    from credit_spark.tables import FEATURES, overwrite_table
-    from credit_spark.train import train
+    from credit_spark.config.loader import load_config
+    from credit_spark.jobs.generate import generate_records
+    from credit_spark.jobs.scoring import with_coded_reasons
+    from credit_spark.jobs.train import train
+    from credit_spark.lake.session import get_spark
+    from credit_spark.lake.tables import FEATURES, overwrite_table
+    from credit_spark.tracking import registry
+    from credit_spark.transforms.features import build_features
 
     work = Path(tempfile.mkdtemp(prefix="model_fixture_"))
     overlay = work / "overlay.yaml"

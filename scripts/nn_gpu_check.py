@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Run credit_spark's network and XGBoost training and inference on CUDA (CPU when there is no GPU).
 
-No Spark, no Java: this calls :func:`credit_spark.torch_train.fit` (the training body both Spark
-launchers run) and :func:`credit_spark.torch_net.predict_proba` (what the scoring UDF runs) on
+No Spark, no Java: this calls :func:`credit_spark.ml.torch_train.fit` (the training body both Spark
+launchers run) and :func:`credit_spark.ml.torch_net.predict_proba` (what the scoring UDF runs) on
 generated tensors shaped like the credit-score features (75 standardised numeric inputs, 4
 categorical columns, 3 classes), and prints samples/second and the final loss as JSON. Then it
 trains XGBoost with the settings credit_spark's `xgboost` stage passes to each Spark worker
@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # credit_spark from the source tree
 
-from credit_spark.torch_net import (Arrays, FitParams, NetSpec, build_net, load_state, predict_proba,  # noqa: E402
+from credit_spark.ml.torch_net import (Arrays, FitParams, NetSpec, build_net, load_state, predict_proba,  # noqa: E402
                                     quantile_edges)
-from credit_spark.torch_train import Comm, fit  # noqa: E402
+from credit_spark.ml.torch_train import Comm, fit  # noqa: E402
 
 NUMERIC, CARDINALITIES, CLASSES = 75, [17, 5, 4, 11], 3
 

@@ -68,7 +68,7 @@ fi
 # The Delta JARs for the installed pair, fetched by Spark's Ivy once (Maven Central) before any
 # run: two test workers starting Spark at the same moment on an empty Ivy cache would race on it.
 "$VENV/bin/python" - <<'PY'
-from credit_spark.sql_server import delta_jars, fetch_delta_jars
+from credit_spark.jobs.sql_server import delta_jars, fetch_delta_jars
 
 if not all(path.exists() for path in delta_jars({})):
     print("[setup] fetching the Delta JARs (Spark's Ivy, Maven Central)")

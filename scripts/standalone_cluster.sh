@@ -72,7 +72,7 @@ PY="$ROOT/.venv/bin/python"
 BIN="$ROOT/.venv/bin"
 # pip's pyspark is its own SPARK_HOME (bin/, jars/); spark-class would otherwise ask PATH's python3
 export SPARK_HOME="$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
-DELTA_PACKAGE="$("$PY" -c 'from credit_spark.session import delta_maven_coordinate; print(delta_maven_coordinate())')"
+DELTA_PACKAGE="$("$PY" -c 'from credit_spark.lake.session import delta_maven_coordinate; print(delta_maven_coordinate())')"
 
 WORK="${1:-data/standalone_cluster}"
 mkdir -p "$WORK"

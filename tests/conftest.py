@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_spark.config import Config, LakeSettings, SparkSettings, load_config
+from credit_spark.config.loader import Config, LakeSettings, SparkSettings, load_config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from credit_spark.session import get_spark
+    from credit_spark.lake.session import get_spark
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     settings = dataclasses.replace(TEST_SPARK, conf={**TEST_SPARK.conf, "spark.sql.warehouse.dir": str(warehouse)})

@@ -17,11 +17,11 @@ pytest.importorskip("xxhash")
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from credit_spark import features as spark_features  # noqa: E402
-from credit_spark.config import PeriodSpec, load_config, load_dataset_spec  # noqa: E402
-from credit_spark.features import CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, categorical_features, numeric_features  # noqa: E402
-from credit_spark.generate import generate_records, write_records  # noqa: E402
-from credit_spark.splits import customer_bucket, split_by_customer  # noqa: E402
+from credit_spark.config.loader import PeriodSpec, load_config, load_dataset_spec  # noqa: E402
+from credit_spark.jobs.generate import generate_records, write_records  # noqa: E402
+from credit_spark.transforms import features as spark_features  # noqa: E402
+from credit_spark.transforms.features import CUSTOMER_ID, LABEL, PERIOD, RECORD_ID, categorical_features, numeric_features  # noqa: E402
+from credit_spark.transforms.splits import customer_bucket, split_by_customer  # noqa: E402
 from credit_spark_bench import baseline  # noqa: E402
 
 # the baseline and the Spark pipeline run side by side on generated files
@@ -127,7 +127,7 @@ def test_build_features_equals_spark(spark, spec, variant):
 
 def test_row_hash_and_ingest_match_spark(spark, spec):
     """Duplicate record ids keep the copy with the smallest row hash, as ingest does."""
-    from credit_spark.ingest import row_hash
+    from credit_spark.jobs.ingest import row_hash
 
     raw = generate_records(spark, 16, seed=5).toPandas()
     odd = raw.iloc[0].copy()

@@ -84,7 +84,7 @@ def test_spark_costs_sum_the_stages_that_ran_and_name_the_costliest():
 @pytest.mark.e2e
 def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
     pytest.importorskip("sklearn", reason="the baseline needs scikit-learn (scripts/setup.sh bench)")
-    from credit_spark.neural import torch_available
+    from credit_spark.ml.neural import torch_available
     from credit_spark_bench.bench import run_benchmark
 
     report = run_benchmark(spark, cfg, [1600, 3200], tmp_path / "work", ["generate", "ingest", "features", "nn"])

@@ -9,7 +9,7 @@ from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.calibration import (
+from credit_spark.ml.calibration import (
     EPS,
     FLOOR,
     ProbabilityCalibrator,
@@ -283,8 +283,8 @@ def _squashed(spark, n=400, seed=11):
 def test_auto_calibration_is_chosen_on_held_out_halves(spark):
     from pyspark.sql import functions as F
 
-    from credit_spark.config import CalibrationSettings
-    from credit_spark.tuning import choose_calibration
+    from credit_spark.config.loader import CalibrationSettings
+    from credit_spark.ml.tuning import choose_calibration
 
     df = _squashed(spark)
     choice = choose_calibration(df, ["good", "bad"], "label", F.col("id") % 2, CalibrationSettings(method="auto"))
@@ -301,8 +301,8 @@ def test_auto_calibration_is_chosen_on_held_out_halves(spark):
 def test_fixed_calibration_method_is_not_searched(spark):
     from pyspark.sql import functions as F
 
-    from credit_spark.config import CalibrationSettings
-    from credit_spark.tuning import choose_calibration
+    from credit_spark.config.loader import CalibrationSettings
+    from credit_spark.ml.tuning import choose_calibration
 
     choice = choose_calibration(_squashed(spark, n=50), ["good", "bad"], "label", F.col("id") % 2,
                                 CalibrationSettings(method="isotonic"))

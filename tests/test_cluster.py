@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from credit_spark.tables import FEATURES, SCORES
+from credit_spark.lake.tables import FEATURES, SCORES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_spark.config import Config, deep_merge, load_config, load_dataset_spec
+from credit_spark.config.loader import Config, deep_merge, load_config, load_dataset_spec
 from credit_spark.errors import ConfigError
 
 
@@ -117,14 +117,14 @@ def test_spec_from_file(tmp_path):
     spec = load_dataset_spec(write(tmp_path, SPEC, "tiny.yaml"))
     assert spec.required_columns() == ["id", "cust", "month", "income"]
     assert spec.record_key == "id"
-    from credit_spark.features import categorical_features, numeric_features
+    from credit_spark.transforms.features import categorical_features, numeric_features
     assert (numeric_features(spec), categorical_features(spec)) == (["income"], [])
 
 
 def test_a_spec_given_by_path_names_the_registered_model_by_its_name(tmp_path):
     """The worked example of docs/spec.md names the spec by path: the MLflow name must come from the
     spec's `name` (MLflow refuses '/' and ':'), checked when the config loads, not after training."""
-    from credit_spark.registry import registered_model_name
+    from credit_spark.tracking.registry import registered_model_name
 
     spec_path = write(tmp_path, SPEC, "my_spec.yaml")
     cfg = load_config([write(tmp_path, f"dataset: {spec_path}\n")], env="local")
@@ -162,7 +162,7 @@ def test_shipped_specs_load():
     german = load_dataset_spec("german_credit")
     assert german.record_id is None and german.customer_id is None and german.period is None
     assert german.label.classes == ["good", "bad"]
-    from credit_spark.features import categorical_features, numeric_features
+    from credit_spark.transforms.features import categorical_features, numeric_features
     assert "personal_status_and_sex" in german.required_columns()       # read from the file ...
     assert "personal_status_and_sex" not in categorical_features(german) + numeric_features(german)  # ... never a feature
     credit = load_dataset_spec("credit_score")

@@ -7,9 +7,9 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import types as T
 
-from credit_spark.config import load_config
-from credit_spark.decision import DecisionRule, DecisionRuleModel, decide, macro_f1, confusion
+from credit_spark.config.loader import load_config
 from credit_spark.errors import ConfigError
+from credit_spark.ml.decision import DecisionRule, DecisionRuleModel, decide, macro_f1, confusion
 
 
 SCHEMA = T.StructType([T.StructField("label", T.DoubleType()), T.StructField("probability", VectorUDT())])

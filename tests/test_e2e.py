@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from credit_spark.cli import COMMANDS, build_parser, main, parse_args
-from credit_spark.session import delta_maven_coordinate
-from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS, SCORES
+from credit_spark.lake.session import delta_maven_coordinate
+from credit_spark.lake.tables import FEATURES, QUARANTINE, RAW_RECORDS, SCORES
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +293,8 @@ def test_sql_endpoint_serves_beeline_and_a_python_client_read_only(spark, lake_a
     SIGTERM stops the server cleanly."""
     import signal
 
-    from credit_spark.config import load_config
-    from credit_spark.tables import register_views
+    from credit_spark.config.loader import load_config
+    from credit_spark.lake.tables import register_views
 
     lake, common = lake_after_demo
     register_views(spark, load_config([common[3]], lake=lake))

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 from pyspark.ml.functions import array_to_vector
 
-from credit_spark.ensemble import (EPS, StackedEnsembleModel, apply_stacker, candidate_label, choose_combiner,
+from credit_spark.ml.ensemble import (EPS, StackedEnsembleModel, apply_stacker, candidate_label, choose_combiner,
                                    cross_fit, fit_stacker, log_loss, stack_features, stacker_model)
 
 pytestmark = pytest.mark.training   # every test here fits models through the training flow

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from credit_spark.config import DatasetSpec, LabelSpec, NumericRule, PeriodSpec
-from credit_spark.erasure import forget
+from credit_spark.config.loader import DatasetSpec, LabelSpec, NumericRule, PeriodSpec
 from credit_spark.errors import ConfigError
-from credit_spark.ingest import ingest
-from credit_spark.scoring import table_properties
-from credit_spark.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, ensure_table,
+from credit_spark.jobs.erasure import forget
+from credit_spark.jobs.ingest import ingest
+from credit_spark.jobs.scoring import table_properties
+from credit_spark.lake.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, ensure_table,
                                  overwrite_table, read_delta, replace_where)
 
 SPEC = DatasetSpec(

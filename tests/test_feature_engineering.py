@@ -7,13 +7,13 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.config import (DatasetSpec, DerivedFeature, LabelSpec, ListRule, NumericRule, PeriodSpec,
+from credit_spark.config.loader import (DatasetSpec, DerivedFeature, LabelSpec, ListRule, NumericRule, PeriodSpec,
                                  SplitRule, StableRule, TemporalSpec)
 from credit_spark.errors import ConfigError
-from credit_spark.features import (CUSTOMER_ID, PERIOD, build_features, clean_columns, feature_catalog,
+from credit_spark.jobs.features_job import run_features
+from credit_spark.transforms.features import (CUSTOMER_ID, PERIOD, build_features, clean_columns, feature_catalog,
                                    repair_stable, with_derived, with_history)
-from credit_spark.features_job import run_features
-from credit_spark.quality import column_quality
+from credit_spark.transforms.quality import column_quality
 
 BASE = DatasetSpec(name="t", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),
                    label=LabelSpec(column="Score", classes=["Good", "Poor"]), placeholders=["_", "NM"])
@@ -125,7 +125,7 @@ def test_data_quality_counts(spark):
 
 def test_catalog_lists_exactly_the_feature_columns(spark, cfg):
     spec = cfg.spec
-    from credit_spark.generate import generate_records
+    from credit_spark.jobs.generate import generate_records
     out = build_features(generate_records(spark, 40, seed=1), spec)
     catalog = feature_catalog(spec)
     assert [f.name for f in catalog] == [c for c in out.columns if c not in ("record_id", "customer_id", "period", "label")]
@@ -139,8 +139,8 @@ def test_catalog_lists_exactly_the_feature_columns(spark, cfg):
 
 @pytest.mark.e2e   # generate -> ingest -> features, the jobs themselves
 def test_features_run_records_data_quality(spark, cfg, tmp_path):
-    from credit_spark.generate import generate_records
-    from credit_spark.ingest import ingest
+    from credit_spark.jobs.generate import generate_records
+    from credit_spark.jobs.ingest import ingest
     generate_records(spark, 400, seed=2).write.option("header", True).csv(str(tmp_path / "in"))
     ingest(spark, cfg, str(tmp_path / "in"))
     result = run_features(spark, cfg)
@@ -158,11 +158,11 @@ def test_features_run_records_data_quality(spark, cfg, tmp_path):
 def test_training_and_scoring_paths_give_the_same_features_and_scores(spark, cfg, tmp_path):
     """The same records through the training path (features table -> fitted pipeline) and through
     the nightly scorer give identical probabilities."""
-    from credit_spark import registry
-    from credit_spark.generate import generate_records
-    from credit_spark.ingest import ingest
-    from credit_spark.scoring import probability_column, score_run_date
-    from credit_spark.train import train
+    from credit_spark.jobs.generate import generate_records
+    from credit_spark.jobs.ingest import ingest
+    from credit_spark.jobs.scoring import probability_column, score_run_date
+    from credit_spark.jobs.train import train
+    from credit_spark.tracking import registry
 
     rf = dataclasses.replace(cfg.train.random_forest, num_trees=3, max_depth=3)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(

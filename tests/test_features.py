@@ -2,8 +2,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.config import DatasetSpec, LabelSpec, ListRule, NumericRule, PeriodSpec
-from credit_spark.features import (apply_range, build_features, clean_text, duration_months, list_count,
+from credit_spark.config.loader import DatasetSpec, LabelSpec, ListRule, NumericRule, PeriodSpec
+from credit_spark.transforms.features import (apply_range, build_features, clean_text, duration_months, list_count,
                                    parse_number, period_index)
 
 PLACEHOLDERS = ["_", "_______", "NM", "!@9#%8", "#F%$D@*&8", "__10000__", "__-333333333333333333333333333__"]

@@ -1,7 +1,7 @@
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.generate import LABEL_COLUMN, RAW_COLUMNS, generate_records
+from credit_spark.jobs.generate import LABEL_COLUMN, RAW_COLUMNS, generate_records
 
 DIRT = ["_", "_______", "NM", "!@9#%8", "#F%$D@*&8", "__10000__", "__-333333333333333333333333333__"]
 

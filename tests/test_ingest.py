@@ -4,10 +4,10 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from credit_spark.config import DatasetSpec, LabelSpec, NumericRule, PeriodSpec
+from credit_spark.config.loader import DatasetSpec, LabelSpec, NumericRule, PeriodSpec
 from credit_spark.errors import MissingColumnError
-from credit_spark.ingest import ingest
-from credit_spark.tables import QUARANTINE, RAW_RECORDS, table_exists
+from credit_spark.jobs.ingest import ingest
+from credit_spark.lake.tables import QUARANTINE, RAW_RECORDS, table_exists
 
 TINY = DatasetSpec(
     name="tiny", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),
@@ -206,7 +206,7 @@ def test_headers_match_trimmed_ignoring_case_and_through_source_columns(spark, t
 
 
 def test_source_columns_must_name_spec_columns(tmp_path):
-    from credit_spark.config import load_dataset_spec
+    from credit_spark.config.loader import load_dataset_spec
     from credit_spark.errors import ConfigError
 
     path = tmp_path / "spec.yaml"

@@ -10,6 +10,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "credit_spark"
 MAX_LINES = 500
+#: the subpackages in data-flow order: each may import only those before it (and ``errors``)
+LAYERS = ["config", "lake", "transforms", "ml", "tracking", "report", "evaluation", "jobs", "cli"]
+#: what sits directly in credit_spark/ besides the LAYERS
+TOP_LEVEL = {"__init__", "_version", "errors", "cli"}
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -115,3 +119,48 @@ def test_every_subpackage_ships_in_the_wheel():
     shipped = set(run_setup(str(PACKAGE.parent / "setup.py"), stop_after="init").packages)
     on_disk = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
     assert "credit_spark.report" in on_disk and on_disk <= shipped, sorted(on_disk - shipped)
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_packages_import_only_the_layers_before_them():
+    graph = import_graph()
+    wrong = sorted(f"{a} imports {b}" for a, targets in graph.items() for b in targets
+                   if layer(a) in LAYERS and layer(b) in LAYERS and LAYERS.index(layer(b)) > LAYERS.index(layer(a)))
+    assert any(layer(b) == "config" for targets in graph.values() for b in targets)   # edges were read
+    assert wrong == []
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path):
+    pkg = tmp_path / "credit_spark"
+    for sub in ("lake", "jobs"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "lake" / "tables.py").write_text("from credit_spark.jobs.train import train\n")
+    (pkg / "jobs" / "train.py").write_text("")
+    known = {"credit_spark.lake", "credit_spark.lake.tables", "credit_spark.jobs", "credit_spark.jobs.train"}
+    upward = imported_modules(pkg / "lake" / "tables.py", known, pkg)
+    assert {b for b in upward if LAYERS.index(layer(b)) > LAYERS.index("lake")} == {"credit_spark.jobs",
+                                                                                   "credit_spark.jobs.train"}
+
+
+def test_the_top_level_holds_only_the_layers_and_the_entry_point():
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert modules == TOP_LEVEL, sorted(modules - TOP_LEVEL)
+    assert packages == set(LAYERS) - {"cli"}
+
+
+def test_every_old_module_name_points_at_a_module_on_disk():
+    """The 0.2 flat names (saved models' class paths) map onto files that exist."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    namespace: dict = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "OLD_MODULES":
+            namespace["OLD_MODULES"] = eval(compile(ast.Expression(node.value), "credit_spark", "eval"))  # noqa: S307
+    old = namespace["OLD_MODULES"]
+    assert {"scorecard", "stages", "calibration", "decision", "reasons", "ensemble", "neural"} <= set(old)
+    missing = {k: v for k, v in old.items() if not (PACKAGE / (v.replace(".", "/") + ".py")).is_file()}
+    assert missing == {}

@@ -4,11 +4,11 @@ import dataclasses
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.config import MaintainSettings, load_config
+from credit_spark.config.loader import MaintainSettings, load_config
 from credit_spark.errors import ConfigError
-from credit_spark.maintenance import folder_storage, maintain
-from credit_spark.scoring import table_properties
-from credit_spark.tables import FEATURES, SCORES, ensure_table, overwrite_table, read_delta, replace_where
+from credit_spark.jobs.maintenance import folder_storage, maintain
+from credit_spark.jobs.scoring import table_properties
+from credit_spark.lake.tables import FEATURES, SCORES, ensure_table, overwrite_table, read_delta, replace_where
 
 SCHEMA = "record_id string, customer_id string, period int, x double"
 

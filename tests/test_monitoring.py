@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from credit_spark import monitoring as M
+from credit_spark.evaluation import monitoring as M
 
 NUM_SCHEMA = "x double, score_points double"
 CAT_SCHEMA = "cat string"

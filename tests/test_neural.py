@@ -13,10 +13,10 @@ from pyspark.sql import functions as F
 torch = pytest.importorskip("torch", reason="the neural-network extra is not installed (scripts/setup.sh nn)")
 
 from credit_spark.errors import ConfigError  # noqa: E402
-from credit_spark.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
-from credit_spark.torch_net import (Arrays, FitParams, NetSpec, auto_batch_size, build_net, load_state,  # noqa: E402
+from credit_spark.ml.neural import TorchClassifier, TorchClassifierModel, require_backend  # noqa: E402
+from credit_spark.ml.torch_net import (Arrays, FitParams, NetSpec, auto_batch_size, build_net, load_state,  # noqa: E402
                                     members, predict_proba, quantile_edges)
-from credit_spark.torch_train import Comm, fit, learning_rate_schedule, result_from_json, result_to_json  # noqa: E402
+from credit_spark.ml.torch_train import Comm, fit, learning_rate_schedule, result_from_json, result_to_json  # noqa: E402
 
 NUMERIC, CLASSES = 6, 3
 
@@ -317,13 +317,13 @@ def test_train_compare_register_and_score_with_the_network(spark, cfg):
     import dataclasses
     from datetime import date
 
-    from credit_spark import registry
-    from credit_spark.features import build_features
-    from credit_spark.generate import generate_records
+    from credit_spark.jobs.generate import generate_records
+    from credit_spark.jobs.scoring import score_run_date
+    from credit_spark.jobs.train import train
+    from credit_spark.lake.tables import FEATURES, SCORES, overwrite_table
     from credit_spark.report import load_results
-    from credit_spark.scoring import score_run_date
-    from credit_spark.tables import FEATURES, SCORES, overwrite_table
-    from credit_spark.train import train
+    from credit_spark.tracking import registry
+    from credit_spark.transforms.features import build_features
 
     t = cfg.train
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from credit_spark._version import __version__
-from credit_spark.session import delta_maven_coordinate, ivy_jar_names
+from credit_spark.lake.session import delta_maven_coordinate, ivy_jar_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

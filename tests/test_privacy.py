@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from credit_spark.config import DatasetSpec, LabelSpec, NumericRule, PeriodSpec, PrivacySettings
+from credit_spark.config.loader import DatasetSpec, LabelSpec, NumericRule, PeriodSpec, PrivacySettings
 from credit_spark.errors import ConfigError
-from credit_spark.ingest import ingest
-from credit_spark.privacy import keyed_hash_column, pii_key
-from credit_spark.tables import RAW_RECORDS
+from credit_spark.jobs.ingest import ingest
+from credit_spark.lake.privacy import keyed_hash_column, pii_key
+from credit_spark.lake.tables import RAW_RECORDS
 
 TINY = DatasetSpec(
     name="tiny", record_id="ID", customer_id="Cust", period=PeriodSpec(column="Month"),

@@ -2,9 +2,9 @@
 import pytest
 from pyspark.sql import functions as F
 
-from credit_spark.features_job import run_features
-from credit_spark.ingest import ingest
-from credit_spark.tables import FEATURES, QUARANTINE, RAW_RECORDS
+from credit_spark.jobs.features_job import run_features
+from credit_spark.jobs.ingest import ingest
+from credit_spark.lake.tables import FEATURES, QUARANTINE, RAW_RECORDS
 
 pytestmark = [pytest.mark.real_data, pytest.mark.e2e]
 
@@ -43,9 +43,9 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     import dataclasses
     from datetime import date
 
-    from credit_spark.config import load_config
-    from credit_spark.scoring import score_run_date
-    from credit_spark.train import train
+    from credit_spark.config.loader import load_config
+    from credit_spark.jobs.scoring import score_run_date
+    from credit_spark.jobs.train import train
 
     german = load_config([str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf" / "german.yaml")],
                          lake=cfg.lake.root)
@@ -79,9 +79,9 @@ def _draft_and_train(spark, cfg, tmp_path, sample, label: str, inputs: list):
     """Draft a spec from ``sample`` and run ingest -> features -> train with it, unedited."""
     import dataclasses
 
-    from credit_spark.config import load_config
-    from credit_spark.spec_draft import draft
-    from credit_spark.train import train
+    from credit_spark.config.loader import load_config
+    from credit_spark.jobs.spec_draft import draft
+    from credit_spark.jobs.train import train
 
     spec_path = draft(spark, str(sample), label, str(tmp_path / "drafted.yaml"))
     overlay = tmp_path / "my.yaml"           # the cheap end of the config: the spec is under test
@@ -126,7 +126,7 @@ def test_gzipped_copies_of_the_samples_ingest_like_the_plain_files(spark, cfg, s
     import dataclasses
     import gzip
 
-    from credit_spark.config import load_config
+    from credit_spark.config.loader import load_config
 
     german = dataclasses.replace(load_config([str(__import__("pathlib").Path(__file__).resolve().parents[1]
                                                   / "conf" / "german.yaml")], lake=str(tmp_path / "german")),

@@ -8,7 +8,7 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.reasons import ReasonCodesModel
+from credit_spark.ml.reasons import ReasonCodesModel
 
 # linear state: impact of feature f = w * (x[i] - mean) with w, mean chosen so impact = x[i] * w
 STATE = {"input_col": "v", "features": {"a": [[0, 1.0, 0.0]], "b": [[1, 2.0, 0.0]],

@@ -1,7 +1,7 @@
 """Models saved by an earlier release keep loading and scoring identically.
 
-A ``PipelineModel`` saves each custom stage by its Python class path (``credit_spark.scorecard.
-ScorecardModel``, ``credit_spark.calibration.ProbabilityCalibratorModel``, ...), so moving or
+A ``PipelineModel`` saves each custom stage by its Python class path (``credit_spark.ml.scorecard.
+ScorecardModel``, ``credit_spark.ml.calibration.ProbabilityCalibratorModel``, ...), so moving or
 renaming a stage class would make every registered model unloadable. ``tests/fixtures/
 saved_models`` holds small models of every algorithm saved by the commit in its manifest, with
 input rows and the outputs those models gave (made by ``scripts/make_model_fixture.py``); here
@@ -17,8 +17,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from credit_spark.config import load_dataset_spec
-from credit_spark.scoring import with_coded_reasons
+from credit_spark.config.loader import load_dataset_spec
+from credit_spark.jobs.scoring import with_coded_reasons
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "saved_models"
 MANIFEST = json.loads((FIXTURE / "manifest.json").read_text())
@@ -53,3 +53,19 @@ def test_a_model_saved_before_loads_and_scores_identically(spark, rows, name):
         assert got["prediction"] == want["prediction"], got["record_id"]
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-12), got["record_id"]
         assert got["reasons"] == want["reasons"], got["record_id"]
+
+
+def test_the_old_flat_module_names_are_the_new_modules():
+    """``credit_spark.scorecard`` (0.2) is ``credit_spark.ml.scorecard``: the same module object, so a
+    stage class loaded by its old path is the class today's code checks with ``isinstance``."""
+    import importlib
+
+    import credit_spark
+    from credit_spark.ml.scorecard import ScorecardModel
+
+    for old, new in credit_spark.OLD_MODULES.items():
+        if old != "config":   # a package of its own now
+            assert importlib.import_module(f"credit_spark.{old}") is importlib.import_module(f"credit_spark.{new}"), old
+    assert importlib.import_module("credit_spark.scorecard").ScorecardModel is ScorecardModel
+    from credit_spark.config import load_config, loader
+    assert load_config is loader.load_config

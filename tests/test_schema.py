@@ -8,7 +8,7 @@ import yaml
 
 jsonschema = pytest.importorskip("jsonschema")
 
-from credit_spark.schema import config_schema, field_comments, spec_schema  # noqa: E402
+from credit_spark.config.schema import config_schema, field_comments, spec_schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,5 +44,5 @@ def test_every_spec_field_is_described_once_beside_its_definition():
     described = [schema["properties"], *(d["properties"] for d in schema["$defs"].values())]
     missing = [name for props in described for name, p in props.items() if not p.get("description")]
     assert missing == []
-    from credit_spark.config import NeuralNetworkSettings
+    from credit_spark.config.loader import NeuralNetworkSettings
     assert field_comments(NeuralNetworkSettings)["ensemble_size"] == "networks trained side by side, probabilities averaged"

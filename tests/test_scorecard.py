@@ -8,8 +8,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.binning import cut_between, few_distinct_values, isolate_values, monotonic_merge, woe_iv
-from credit_spark.scorecard import Scorecard, ScorecardModel
+from credit_spark.ml.binning import cut_between, few_distinct_values, isolate_values, monotonic_merge, woe_iv
+from credit_spark.ml.scorecard import Scorecard, ScorecardModel
 
 
 def test_woe_and_iv_by_hand():

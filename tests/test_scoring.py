@@ -16,17 +16,18 @@ from delta.tables import DeltaTable
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
-from credit_spark import registry, scoring
-from credit_spark.config import MonitoringSettings, load_config
+from credit_spark.config.loader import MonitoringSettings, load_config
 from credit_spark.errors import DriftAlert
-from credit_spark.features import build_features
-from credit_spark.generate import generate_records
-from credit_spark.monitoring import adverse_share_by_age_band, population_stability
-from credit_spark.binning import bin_key
-from credit_spark.scoring import load_baseline, observed_metrics, probability_column, score_run_date
-from credit_spark.tables import (FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table, register_views,
+from credit_spark.evaluation.monitoring import adverse_share_by_age_band, population_stability
+from credit_spark.jobs import scoring
+from credit_spark.jobs.generate import generate_records
+from credit_spark.jobs.scoring import load_baseline, observed_metrics, probability_column, score_run_date
+from credit_spark.jobs.train import fitted_classifier, train
+from credit_spark.lake.tables import (FEATURES, MONITORING, RUNS, SCORES, current_version, overwrite_table, register_views,
                                  table_exists)
-from credit_spark.train import fitted_classifier, train
+from credit_spark.ml.binning import bin_key
+from credit_spark.tracking import registry
+from credit_spark.transforms.features import build_features
 
 from conftest import TEST_SPARK
 
@@ -218,7 +219,7 @@ def test_lost_observed_statistics_are_recomputed_from_the_written_rows(spark, tr
     score_run_date(spark, cfg, AUGUST)
     observed = monitoring_values()
     monkeypatch.setattr(scoring, "observed_metrics", lambda observation, timeout_s: None)
-    with caplog.at_level(logging.WARNING, logger="credit_spark.scoring"):
+    with caplog.at_level(logging.WARNING, logger="credit_spark.jobs.scoring"):
         score_run_date(spark, cfg, AUGUST)
     assert "statistics observed during the write are missing; recomputing them from the written rows" in caplog.text
     recomputed = monitoring_values()
@@ -278,7 +279,7 @@ def test_a_killed_run_leaves_the_previous_version_and_the_rerun_completes(spark,
 def test_runs_hold_a_night_only_once_its_scores_and_monitoring_are_both_committed(spark, trained, monkeypatch):
     """``runs`` is written last: a night that dies after its scores commit and before its
     monitoring has scores but no runs row (readers see it is incomplete); its rerun adds it."""
-    import credit_spark.scoring as scoring
+    import credit_spark.jobs.scoring as scoring
 
     cfg, _, _ = trained
     day = date(2026, 1, 31)                      # a run date no other test of the module scores
@@ -358,10 +359,10 @@ def test_drift_breach_writes_the_scores_then_fails(spark, trained):
 @pytest.mark.e2e
 def test_tables_in_a_metastore_schema_instead_of_paths(spark, tmp_path):
     """lake.schema (Databricks / Unity Catalog style): every stage reads and writes named tables."""
-    from credit_spark.config import LakeSettings
-    from credit_spark.features_job import run_features
-    from credit_spark.ingest import ingest
-    from credit_spark.tables import ensure_schema, register_views
+    from credit_spark.config.loader import LakeSettings
+    from credit_spark.jobs.features_job import run_features
+    from credit_spark.jobs.ingest import ingest
+    from credit_spark.lake.tables import ensure_schema, register_views
 
     overlay = tmp_path / "fast.yaml"
     overlay.write_text(FAST.replace("[logistic_regression, scorecard]", "[scorecard]"))

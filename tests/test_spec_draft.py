@@ -4,8 +4,8 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from credit_spark.config import load_dataset_spec
-from credit_spark.spec_draft import (ColumnProfile, Profile, canonical, draft_spec, is_placeholder, numeric_range,
+from credit_spark.config.loader import load_dataset_spec
+from credit_spark.jobs.spec_draft import (ColumnProfile, Profile, canonical, draft_spec, is_placeholder, numeric_range,
                                      order_classes, render_yaml)
 
 
@@ -91,11 +91,11 @@ def test_a_drafted_spec_ingests_and_builds_features_unedited(spark, cfg, tmp_pat
     """A small dirty extract (lower-case, dotted headers, sentinels, impossible ages, durations)."""
     import dataclasses
 
-    from credit_spark.config import load_config
-    from credit_spark.features_job import run_features
-    from credit_spark.ingest import ingest
-    from credit_spark.spec_draft import draft
-    from credit_spark.tables import FEATURES
+    from credit_spark.config.loader import load_config
+    from credit_spark.jobs.features_job import run_features
+    from credit_spark.jobs.ingest import ingest
+    from credit_spark.jobs.spec_draft import draft
+    from credit_spark.lake.tables import FEATURES
 
     lines = ["loan id,customer_id,month,name,age,income,history,job,default.next"]
     jobs = ["clerk", "teacher", "_______", "nurse"]

@@ -2,7 +2,7 @@ import pytest
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark.stages import MedianImputer, MedianImputerModel
+from credit_spark.ml.stages import MedianImputer, MedianImputerModel
 
 
 def test_medians_learned_on_training_data_and_all_null_columns_fall_back(spark):

@@ -3,8 +3,8 @@ import glob
 
 from pyspark.testing import assertDataFrameEqual
 
-from credit_spark import tables
-from credit_spark.tables import overwrite_table, read_delta, replace_where
+from credit_spark.lake import tables
+from credit_spark.lake.tables import overwrite_table, read_delta, replace_where
 
 
 def data_files(path: str) -> list[str]:

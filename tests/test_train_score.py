@@ -8,17 +8,17 @@ import pytest
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
 
-from credit_spark import registry
-from credit_spark.comparison import bootstrap_differences
 from credit_spark.errors import ModelNotFoundError, NoRecordsError, TableNotFoundError
-from credit_spark.features import build_features
-from credit_spark.generate import generate_records
-from credit_spark.metrics import equal_count_bands
+from credit_spark.evaluation.comparison import bootstrap_differences
+from credit_spark.jobs.generate import generate_records
+from credit_spark.jobs.scoring import probability_column, score_run_date
+from credit_spark.jobs.train import LABEL_INDEX, decide_promotion, evaluate, train
+from credit_spark.lake.tables import FEATURES, SCORES, overwrite_table, table_exists
+from credit_spark.ml.metrics import equal_count_bands
 from credit_spark.report import load_results
-from credit_spark.scoring import probability_column, score_run_date
-from credit_spark.splits import make_splits, split_by_customer
-from credit_spark.tables import FEATURES, SCORES, overwrite_table, table_exists
-from credit_spark.train import LABEL_INDEX, decide_promotion, evaluate, train
+from credit_spark.tracking import registry
+from credit_spark.transforms.features import build_features
+from credit_spark.transforms.splits import make_splits, split_by_customer
 
 pytestmark = pytest.mark.training   # every test here fits models through the training flow
 
@@ -168,7 +168,7 @@ def test_probability_metrics_by_hand(spark):
 def test_score_without_a_trained_model_fails_before_writing(spark, features_lake):
     from pathlib import Path
 
-    from credit_spark.run_report import render_report
+    from credit_spark.evaluation.run_report import render_report
 
     with pytest.raises(ModelNotFoundError, match="no MLflow store at .*mlflow.db .*run `credit-spark train` first"):
         score_run_date(spark, features_lake, date(2026, 9, 30))
@@ -182,7 +182,7 @@ def test_train_and_score_on_features_of_another_spec_stop_before_any_run(spark, 
     """A spec that gained a column since `features` was built: named before any fit or MLflow run."""
     import dataclasses
 
-    from credit_spark.config import NumericRule
+    from credit_spark.config.loader import NumericRule
     from credit_spark.errors import MissingColumnError
 
     spec = dataclasses.replace(features_lake.spec, numeric={**features_lake.spec.numeric, "Wealth": NumericRule()})

@@ -7,9 +7,9 @@ from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import functions as F
 
-from credit_spark.models import LABEL_INDEX, balanced_weights, param_grid
-from credit_spark.splits import CV_FOLD, with_cv_fold
-from credit_spark.tuning import MetricEvaluator, fit_tuned
+from credit_spark.ml.models import LABEL_INDEX, balanced_weights, param_grid
+from credit_spark.ml.tuning import MetricEvaluator, fit_tuned
+from credit_spark.transforms.splits import CV_FOLD, with_cv_fold
 
 pytestmark = pytest.mark.training   # every test here fits models through the training flow
 
@@ -68,8 +68,8 @@ def test_grid_values_take_the_param_types_and_weights_balance_classes(cfg):
 
 
 def test_network_grid_values_take_the_network_params_types(spark, tmp_path):
-    from credit_spark.config import load_config
-    from credit_spark.models import build_pipeline
+    from credit_spark.config.loader import load_config
+    from credit_spark.ml.models import build_pipeline
 
     overlay = tmp_path / "nn.yaml"
     overlay.write_text("train:\n  neural_network:\n    grid: {numeric_encoding: [standard, quantile], "
@@ -100,7 +100,7 @@ def test_evaluator_confusion_metrics_by_hand(spark):
 def test_kfold_predicts_every_row_out_of_fold_and_refits_the_best(spark, cfg, toy):
     from pyspark.ml.functions import vector_to_array
 
-    from credit_spark.tuning import fit_kfold
+    from credit_spark.ml.tuning import fit_kfold
 
     data = toy.withColumn("record_id", F.monotonically_increasing_id()).cache()
     evaluator = MetricEvaluator(metricName="log_loss", classes=["good", "bad"], labelCol=LABEL_INDEX)
@@ -123,6 +123,6 @@ def test_kfold_predicts_every_row_out_of_fold_and_refits_the_best(spark, cfg, to
 @pytest.mark.parametrize("method, rows, expected", [("auto", 10_000, True), ("auto", 10_001, False),
                                                     ("kfold", 10**7, True), ("holdout", 10, False)])
 def test_kfold_is_used_on_small_data_unless_told(cfg, method, rows, expected):
-    from credit_spark.train import use_kfold
+    from credit_spark.jobs.train import use_kfold
 
     assert use_kfold(dataclasses.replace(cfg.train.selection, method=method), rows) is expected

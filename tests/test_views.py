@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from credit_spark.errors import ConfigError
-from credit_spark.views import VIEW_ORDER, class_order_literal, register_sql_views, shipped_sql, sources_ready
+from credit_spark.lake.views import VIEW_ORDER, class_order_literal, register_sql_views, shipped_sql, sources_ready
 
 CLASSES = ["Good", "Standard", "Poor"]
 
@@ -151,11 +151,11 @@ def test_a_night_missing_from_runs_reaches_no_view(spark, views):
 
 def test_views_wait_for_every_source_table_and_say_which_is_missing(caplog):
     assert sources_ready(["scores", "monitoring", "runs", "features"])
-    with caplog.at_level("WARNING", logger="credit_spark.views"):
+    with caplog.at_level("WARNING", logger="credit_spark.lake.views"):
         assert not sources_ready(["scores", "monitoring"])
     assert "missing: runs" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="credit_spark.views"):
+    with caplog.at_level("WARNING", logger="credit_spark.lake.views"):
         assert not sources_ready(["features"])        # nothing scored yet: nothing to say
     assert caplog.text == ""
 

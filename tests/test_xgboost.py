@@ -5,15 +5,15 @@ import pytest
 from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
-from credit_spark.config import load_config
+from credit_spark.config.loader import load_config
 from credit_spark.errors import ConfigError
-from credit_spark.features import build_features
-from credit_spark.generate import generate_records
-from credit_spark.models import (LABEL_INDEX, balanced_weights, build_pipeline, importance, param_grid,
+from credit_spark.jobs.generate import generate_records
+from credit_spark.jobs.train import with_label_index
+from credit_spark.ml.models import (LABEL_INDEX, balanced_weights, build_pipeline, importance, param_grid,
                                  with_class_weights, xgboost_workers)
-from credit_spark.splits import make_splits
-from credit_spark.train import with_label_index
-from credit_spark.tuning import MetricEvaluator, boosting_rounds, fit_tuned
+from credit_spark.ml.tuning import MetricEvaluator, boosting_rounds, fit_tuned
+from credit_spark.transforms.features import build_features
+from credit_spark.transforms.splits import make_splits
 
 pytestmark = pytest.mark.training   # every test here fits models through the training flow
 
@@ -99,8 +99,8 @@ def test_reasons_are_xgboosts_own_contributions(splits):
     import numpy as np
     import xgboost as xgb
 
-    from credit_spark.models import FEATURES_RAW, vector_slot_names
-    from credit_spark.reasons import contribution_reasons, source_feature
+    from credit_spark.ml.models import FEATURES_RAW, vector_slot_names
+    from credit_spark.ml.reasons import contribution_reasons, source_feature
 
     cfg, (train_df, validation_df, test_df) = splits
     settings = _settings(cfg, n_estimators=40, learning_rate=0.3)

@@ -40,7 +40,7 @@ from typing import Callable
 
 from pyspark.sql import SparkSession
 
-from credit_spark.config import Config, LakeSettings
+from credit_spark.config.loader import Config, LakeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +194,10 @@ def network_epoch(spark: SparkSession, cfg: Config) -> dict:
     inference on every feature row."""
     from pyspark.sql import functions as F
 
-    from credit_spark.features import LABEL
-    from credit_spark.models import build_pipeline
-    from credit_spark.tables import FEATURES, read_table
-    from credit_spark.train import with_label_index
+    from credit_spark.jobs.train import with_label_index
+    from credit_spark.lake.tables import FEATURES, read_table
+    from credit_spark.ml.models import build_pipeline
+    from credit_spark.transforms.features import LABEL
 
     rows = (read_table(spark, cfg, FEATURES).where(F.col(LABEL).isNotNull())
             .transform(with_label_index(cfg.spec.label.classes)))
@@ -221,11 +221,11 @@ def network_epoch(spark: SparkSession, cfg: Config) -> dict:
 
 def run_credit_spark(spark: SparkSession, cfg: Config, rows: int, folder: Path, seed: int, stages: list[str],
                      night_rows: int | None) -> tuple[dict, dict]:
-    from credit_spark.features_job import run_features
-    from credit_spark.generate import generate
-    from credit_spark.ingest import ingest
-    from credit_spark.scoring import score_run_date
-    from credit_spark.train import train
+    from credit_spark.jobs.features_job import run_features
+    from credit_spark.jobs.generate import generate
+    from credit_spark.jobs.ingest import ingest
+    from credit_spark.jobs.scoring import score_run_date
+    from credit_spark.jobs.train import train
 
     labelled, later = str(folder / "input_labelled"), str(folder / "input_night")
     customers = math.ceil(rows / MONTHS)
@@ -307,7 +307,7 @@ def baseline_stages(result: dict) -> dict:
 
 def baseline_quality(metrics: dict, num_classes: int) -> dict:
     """The baseline's metrics on credit_spark's definitions: the headline AUC of several classes
-    is the mean of the one-vs-rest AUCs (credit_spark.metrics), of two the adverse class's."""
+    is the mean of the one-vs-rest AUCs (credit_spark.ml.metrics), of two the adverse class's."""
     out = {}
     for name, m in metrics.items():
         auc = m.get("auc_mean_ovr") if num_classes > 2 and m.get("auc_mean_ovr") is not None else m.get("auc")
@@ -360,7 +360,7 @@ def machine() -> dict:
 def run_benchmark(spark: SparkSession, cfg: Config, sizes: list[int], work: Path, stages: list[str],
                   baseline: bool = True, night_rows: int | None = None, seed: int = 42,
                   baseline_memory_fraction: float = 0.6, baseline_timeout_s: int = 7200) -> dict:
-    from credit_spark.neural import torch_available
+    from credit_spark.ml.neural import torch_available
 
     # the network joins `train` with the `nn` stage: a night-only run keeps to the MLlib models
     with_network = "nn" in stages and torch_available()

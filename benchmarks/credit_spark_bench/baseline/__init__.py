@@ -4,13 +4,13 @@ Why it exists: to say whether Spark pays off, a benchmark needs the *same* work 
 on the same input files — same cleaning, same features, same customer-grouped split, same two
 models — so that time, memory and quality can be compared side by side. Everything here is
 driven by the same dataset spec (``conf/datasets/*.yaml``) and the same ``TrainSettings``; the
-feature names come from :func:`credit_spark.features.feature_catalog`. Importing this package
-does not start Spark (``credit_spark.features`` only builds column expressions when called).
+feature names come from :func:`credit_spark.transforms.features.feature_catalog`. Importing this package
+does not start Spark (``credit_spark.transforms.features`` only builds column expressions when called).
 
-One module per part of the pipeline it transcribes: :mod:`.ingest` (``credit_spark.ingest``),
-:mod:`.features` (``credit_spark.features``), :mod:`.sql` (the Spark SQL of the spec's derived
-features), :mod:`.splits` (``credit_spark.splits``) and :mod:`.models` (``credit_spark.models`` and
-``credit_spark.metrics``). This module runs them in order, timing each stage, and is what the
+One module per part of the pipeline it transcribes: :mod:`.ingest` (``credit_spark.jobs.ingest``),
+:mod:`.features` (``credit_spark.transforms.features``), :mod:`.sql` (the Spark SQL of the spec's derived
+features), :mod:`.splits` (``credit_spark.transforms.splits``) and :mod:`.models` (``credit_spark.ml.models`` and
+``credit_spark.ml.metrics``). This module runs them in order, timing each stage, and is what the
 benchmark starts as a child process: ``python -m credit_spark_bench.baseline``.
 
 Stages (each timed by :func:`run_baseline`):
@@ -56,8 +56,8 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
-from credit_spark.config import DatasetSpec, TrainSettings
-from credit_spark.features import LABEL
+from credit_spark.config.loader import DatasetSpec, TrainSettings
+from credit_spark.transforms.features import LABEL
 from credit_spark_bench.baseline.features import build_features
 from credit_spark_bench.baseline.ingest import ingest_rows, read_raw, row_hashes
 from credit_spark_bench.baseline.models import ALGORITHMS, evaluate, fit_models
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     MemoryError writes ``{"error": "MemoryError", "stage": ...}`` and exits 3, so a benchmark
     can tell "did not fit in memory" from a crash.
     """
-    from credit_spark.config import load_config, load_dataset_spec
+    from credit_spark.config.loader import load_config, load_dataset_spec
 
     parser = argparse.ArgumentParser(prog="python -m credit_spark_bench.baseline",
                                      description="pandas + scikit-learn baseline of the Spark pipeline")

@@ -1,4 +1,4 @@
-"""The pandas transcription of :mod:`credit_spark.features`: the column cleaning (one function per
+"""The pandas transcription of :mod:`credit_spark.transforms.features`: the column cleaning (one function per
 ``features`` column expression, over a pandas Series) and the transforms that build the ``features``
 table's rows, in the same order and from the same dataset spec.
 
@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from credit_spark.config import MONTH_NAMES, DatasetSpec, NumericRule, PeriodSpec
-from credit_spark.features import (CUSTOMER_ID, LABEL, NUMBER_PATTERN, PERIOD, RECORD_ID, categorical_features,
+from credit_spark.config.loader import MONTH_NAMES, DatasetSpec, NumericRule, PeriodSpec
+from credit_spark.transforms.features import (CUSTOMER_ID, LABEL, NUMBER_PATTERN, PERIOD, RECORD_ID, categorical_features,
                                    list_item_column, numeric_features)
 from credit_spark_bench.baseline.sql import evaluate_expression
 

@@ -1,4 +1,4 @@
-"""The pandas transcription of :mod:`credit_spark.ingest`: read every CSV file under the input
+"""The pandas transcription of :mod:`credit_spark.jobs.ingest`: read every CSV file under the input
 paths as strings and keep the rows that ``credit-spark ingest`` would store in ``raw_records``.
 
 (CSV lines of the wrong width: see the known differences in :mod:`credit_spark_bench.baseline`.)
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from credit_spark.config import GENERATED_RECORD_ID, DatasetSpec
+from credit_spark.config.loader import GENERATED_RECORD_ID, DatasetSpec
 from credit_spark.errors import MissingColumnError, NoRecordsError
 from credit_spark_bench.baseline.features import period_index, trim
 

@@ -1,4 +1,4 @@
-"""The scikit-learn counterpart of :mod:`credit_spark.models` and :mod:`credit_spark.metrics`:
+"""The scikit-learn counterpart of :mod:`credit_spark.ml.models` and :mod:`credit_spark.ml.metrics`:
 median imputation, one-hot encoding, scaling and the classifier with the configured (untuned)
 settings, and accuracy, macro-F1 and AUC on the test split. How they differ from MLlib's (solver
 tolerances, the forest's thresholds, the exact median, ...) is listed in
@@ -12,9 +12,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from credit_spark.config import DatasetSpec, TrainSettings
+from credit_spark.config.loader import DatasetSpec, TrainSettings
 from credit_spark.errors import NoRecordsError
-from credit_spark.features import LABEL, categorical_features, numeric_features
+from credit_spark.transforms.features import LABEL, categorical_features, numeric_features
 
 ALGORITHMS = ("logistic_regression", "random_forest")
 MISSING_CATEGORY = "__missing__"
@@ -123,7 +123,7 @@ def evaluate(models: dict, test: pd.DataFrame, spec: DatasetSpec) -> dict[str, d
     """Accuracy, macro-F1 and AUC on the labelled test rows, per model.
 
     ``auc`` is the one-vs-rest AUC of the adverse (last) class; ``auc_mean_ovr`` is the mean of
-    every class's one-vs-rest AUC, which is what ``credit_spark.metrics`` reports as ``auc`` for
+    every class's one-vs-rest AUC, which is what ``credit_spark.ml.metrics`` reports as ``auc`` for
     more than two classes (for two classes both are the adverse class's AUC).
     """
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score

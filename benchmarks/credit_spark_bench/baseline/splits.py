@@ -1,4 +1,4 @@
-"""The pandas transcription of :mod:`credit_spark.splits`: the customer-grouped train, validation and
+"""The pandas transcription of :mod:`credit_spark.transforms.splits`: the customer-grouped train, validation and
 test split, by the same seeded ``xxhash64`` buckets as Spark, reproduced bit for bit (so both
 systems train and test on the same customers)."""
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import xxhash
 
-from credit_spark.features import CUSTOMER_ID
+from credit_spark.transforms.features import CUSTOMER_ID
 
-SPLIT_BUCKETS = 10_000            # credit_spark.splits.SPLIT_BUCKETS (not imported: that module imports Spark)
+SPLIT_BUCKETS = 10_000            # credit_spark.transforms.splits.SPLIT_BUCKETS (not imported: that module imports Spark)
 SPARK_HASH_SEED = 42              # Spark's xxhash64() starts from seed 42
 
 
