@@ -48,6 +48,8 @@ setup(
         "numpy>=1.26,<2.4",
         "pyarrow>=15",
         "PyYAML>=6.0",
+        # validates config and spec files into their models and generates their JSON Schemas
+        "pydantic>=2.7,<3",
         # experiment tracking and the model registry (champion alias); the full package brings
         # the SQLite tracking store used by the embedded default
         "mlflow>=3.5,<4",

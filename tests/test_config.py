@@ -244,3 +244,34 @@ def test_a_lake_that_cannot_be_created_stops_the_command_before_spark_starts(tmp
     assert main(["--lake", str(blocker / "lake"), "features"]) == 2
     err = capsys.readouterr().err
     assert f"lake.root {blocker / 'lake'}: cannot be created: {blocker} is a file" in err
+
+
+def test_values_are_checked_as_a_yaml_author_writes_them():
+    """pydantic validates the models (``config.typed``): numbers never come from text or booleans,
+    text takes a YAML number or boolean as written, a bare entry name takes every default, and the
+    first problem is named by its dotted key, through lists and union members."""
+    from credit_spark.config.settings import NeuralNetworkSettings, SparkSettings
+    from credit_spark.config.spec import DatasetSpec, NumericRule
+    from credit_spark.config.typed import build, coerce
+
+    spark = build(SparkSettings, {"conf": {"spark.sql.shuffle.partitions": 8, "spark.ui.enabled": False}}, "spark")
+    assert spark.conf == {"spark.sql.shuffle.partitions": "8", "spark.ui.enabled": "false"}
+    spec = build(DatasetSpec, {"name": 2024, "label": {"column": "y", "classes": ["a", "b"]},
+                               "numeric": {"age": None, "income": {"min": 0}}}, "s.yaml")
+    assert spec.name == "2024" and spec.numeric == {"age": NumericRule(), "income": NumericRule(min=0.0)}
+    assert isinstance(spec.numeric["income"].min, float)
+    for value, message in [({"max_epochs": True}, r"^nn\.max_epochs: expected an integer, got True$"),
+                           ({"max_epochs": "30"}, r"^nn\.max_epochs: expected an integer, got '30'$"),
+                           ({"dropout": "0.4"}, r"^nn\.dropout: expected a number, got '0.4'$"),
+                           ({"local_mode": 1}, r"^nn\.local_mode: expected true or false, got 1$"),
+                           ({"hidden_layers": [64, 32.5]}, r"^nn\.hidden_layers\[1\]: expected an integer, got 32\.5$"),
+                           ({"hidden_layers": 64}, r"^nn\.hidden_layers: expected a list, got int \(64\)$"),
+                           ({"grid": {"num_bins": [{"a": 1}]}}, r"^nn\.grid\.num_bins\[0\]: expected a number"),
+                           ({"use_gpu": "maybe"}, r"^nn\.use_gpu: expected true or false, got 'maybe'$"),
+                           ({"epochs": 3}, r"^nn: unknown key 'epochs' \(known keys: hidden_layers, dropout, ")]:
+        with pytest.raises(ConfigError, match=message):
+            build(NeuralNetworkSettings, value, "nn")
+    with pytest.raises(ConfigError, match=r"^s\.yaml\.numeric\.age: expected a mapping, got list \(\[1\]\)$"):
+        build(DatasetSpec, {"name": "x", "label": {"column": "y", "classes": ["a", "b"]}, "numeric": {"age": [1]}},
+              "s.yaml")
+    assert coerce(list[float], [1, 2.5], "k") == [1.0, 2.5]

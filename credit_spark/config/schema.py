@@ -2,8 +2,9 @@
 
 The dataclasses of :mod:`credit_spark.config.spec` and :mod:`credit_spark.config.settings` (loaded by
 :mod:`credit_spark.config.loader`) are the one place each key is defined: their type
-hints give the schema's types (``Literal`` -> ``enum``, ``X | None`` -> ``anyOf`` with null,
-nested dataclasses -> objects that allow no unknown key) and the comments beside their fields
+hints give the schema's types through pydantic, which validates the YAML into them
+(:mod:`credit_spark.config.typed`: ``Literal`` -> ``enum``, ``X | None`` -> ``anyOf`` with null,
+nested dataclasses -> objects that allow no unknown key), and the comments beside their fields
 (``#:`` lines above a field, or ``# ...`` after it) its descriptions. Editors that speak JSON
 Schema (VS Code's YAML extension, JetBrains) complete and check spec and config files with them:
 put ``# yaml-language-server: $schema=<path>/spec.schema.json`` at the top of a YAML file.
@@ -17,12 +18,13 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 import textwrap
-import types
 import typing
-from typing import Any, Literal
+from typing import Any
 
 from credit_spark.config.loader import Config, DatasetSpec
+from credit_spark.config.typed import adapter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -50,88 +52,79 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def _type_schema(tp: Any, defs: dict[str, dict]) -> dict:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [_type_schema(a, defs) for a in args]
-        return {"anyOf": options}
-    if origin is Literal:
-        return {"enum": list(args)}
-    if origin is list:
-        return {"type": "array", "items": _type_schema(args[0], defs)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": _type_schema(args[1], defs)}
-    if dataclasses.is_dataclass(tp):
-        name = tp.__name__
-        if name not in defs:
-            defs[name] = {}                  # placeholder: a model may refer to itself
-            defs[name] = _object_schema(tp, defs)
-        return {"$ref": f"#/$defs/{name}"}
-    if tp is type(None):
-        return {"type": "null"}
-    if tp is str:        # the loader takes a YAML number or boolean for a string (Spark settings: 200, false)
-        return {"type": ["string", "number", "boolean"]}
-    simple = {int: "integer", float: "number", bool: "boolean"}
-    if tp in simple:
-        return {"type": simple[tp]}
-    if tp is Any:
-        return {}
-    raise TypeError(f"no JSON Schema for {tp!r}")   # pragma: no cover - a new type in config.py
+def _models(tp: Any, seen: dict[str, type]) -> dict[str, type]:
+    """Every dataclass reachable from ``tp``, by name (the schema's ``$defs`` keys)."""
+    for arg in typing.get_args(tp):
+        _models(arg, seen)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type) and tp.__name__ not in seen:
+        seen[tp.__name__] = tp
+        for hint in typing.get_type_hints(tp, include_extras=True).values():
+            _models(hint, seen)
+    return seen
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-    else:
-        return dataclasses.MISSING
-    if dataclasses.is_dataclass(value):
-        return dataclasses.MISSING           # nested defaults are described in their own model
-    return value
-
-
-def _object_schema(cls: type, defs: dict[str, dict], skip: tuple[str, ...] = ()) -> dict:
-    hints = typing.get_type_hints(cls)
-    comments = field_comments(cls)
-    properties, required = {}, []
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        prop = _type_schema(hints[f.name], defs)
-        if f.name in comments:
-            prop = {**prop, "description": comments[f.name]}
-        default = _default(f)
-        if default is not dataclasses.MISSING:
-            prop = {**prop, "default": default}
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            required.append(f.name)
-        properties[f.name] = prop
-    out = {"type": "object", "properties": properties, "additionalProperties": False}
+def _describe(schema: dict, cls: type) -> None:
+    """Add what pydantic cannot know to one model's schema: the comments as descriptions, the
+    defaults of ``default_factory`` fields, no generated titles or dataclass signatures."""
+    schema.pop("title", None)
     doc = inspect.getdoc(cls)
-    if doc and not doc.startswith(f"{cls.__name__}("):
-        out["description"] = " ".join(doc.split())
-    if required:
-        out["required"] = required
-    return out
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        schema.pop("description", None)       # the signature dataclasses write when there is no docstring
+    else:
+        schema["description"] = " ".join(doc.split())
+    comments = field_comments(cls)
+    for f in dataclasses.fields(cls):
+        prop = schema.get("properties", {}).get(f.name)
+        if prop is None:
+            continue
+        prop.pop("title", None)
+        if f.name in comments:
+            prop["description"] = comments[f.name]
+        if "default" not in prop and f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            if not dataclasses.is_dataclass(value):   # nested defaults are described in their own model
+                prop["default"] = value
+        # the keys in a fixed order (type, description, default) so the shipped files diff well
+        schema["properties"][f.name] = {k: prop[k] for k in sorted(prop, key=lambda k: (k in ("description",
+                                                                                           "default"), k))}
+
+
+def _schema(root: type, title: str) -> dict:
+    schema = adapter(root).json_schema()
+    defs = schema.pop("$defs", {})
+    for name, cls in _models(root, {}).items():
+        if cls is root:
+            _describe(schema, cls)
+        elif name in defs:
+            _describe(defs[name], cls)
+    return {"$schema": SCHEMA_DIALECT, "title": title, **schema, "$defs": defs}
+
+
+def _referenced(schema: dict) -> dict:
+    """The ``$defs`` the schema still refers to, directly or through other definitions."""
+    defs, keep, todo = schema["$defs"], {}, [{k: v for k, v in schema.items() if k != "$defs"}]
+    while todo:
+        for name in re.findall(r'"\$ref": "#/\$defs/(\w+)"', json.dumps(todo.pop())):
+            if name not in keep:
+                keep[name] = defs[name]
+                todo.append(defs[name])
+    return {name: defs[name] for name in defs if name in keep}
 
 
 def spec_schema() -> dict:
     """JSON Schema of a dataset spec file."""
-    defs: dict[str, dict] = {}
-    root = _object_schema(DatasetSpec, defs)
-    return {"$schema": SCHEMA_DIALECT, "title": "credit_spark dataset spec", **root, "$defs": defs}
+    return _schema(DatasetSpec, "credit_spark dataset spec")
 
 
 def config_schema() -> dict:
     """JSON Schema of a config file (base.yaml and its overlays; an overlay may leave out any key)."""
-    defs: dict[str, dict] = {}
-    root = _object_schema(Config, defs, skip=("spec",))
-    root["properties"]["dataset"]["description"] = ("a dataset spec shipped in conf/datasets/ (e.g. credit_score) "
-                                                    "or a path to your own spec file")
-    root.pop("required", None)
-    return {"$schema": SCHEMA_DIALECT, "title": "credit_spark config (base.yaml or an overlay)", **root,
-            "$defs": defs}
+    schema = _schema(Config, "credit_spark config (base.yaml or an overlay)")
+    schema["properties"].pop("spec")           # read from `dataset`, never written in a config file
+    schema["$defs"] = _referenced(schema)
+    schema["properties"]["dataset"]["description"] = ("a dataset spec shipped in conf/datasets/ (e.g. credit_score) "
+                                                      "or a path to your own spec file")
+    schema.pop("required", None)
+    return schema
 
 
 SCHEMAS = {"spec": spec_schema, "config": config_schema}

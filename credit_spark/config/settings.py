@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from credit_spark.config.spec import DatasetSpec
+from credit_spark.config.typed import Bool, Float, Int, Text
 
 ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosted_trees", "xgboost", "scorecard",
               "neural_network")
@@ -25,31 +26,31 @@ BASELINE = "scorecard"
 @dataclass(frozen=True)
 class SparkSettings:
     #: null leaves the master to spark-submit / the cluster
-    master: str | None = "local[*]"
-    app_name: str = "credit_spark"
-    log_level: str = "WARN"
-    conf: dict[str, str] = field(default_factory=dict)
+    master: Text | None = "local[*]"
+    app_name: Text = "credit_spark"
+    log_level: Text = "WARN"
+    conf: dict[Text, Text] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LakeSettings:
     #: root folder (or URI) of the Delta tables; relative paths are taken from the working dir
-    root: str = "lake"
+    root: Text = "lake"
     #: set to keep the tables in a metastore schema instead of paths (Databricks / Unity Catalog):
     #: tables are then ``[catalog.]schema.<table>``; ``root`` still holds local side files
-    schema: str | None = None
-    catalog: str | None = None
+    schema: Text | None = None
+    catalog: Text | None = None
 
 
 #: a tuning grid: settings key -> candidate values, e.g. {"reg_param": [0.001, 0.01]}
-Grid = dict[str, list[float]]
+Grid = dict[Text, list[Float]]
 
 
 @dataclass(frozen=True)
 class LogisticRegressionSettings:
-    max_iter: int = 100
-    reg_param: float = 0.0
-    elastic_net_param: float = 0.0     # 0 = ridge (L2), 1 = lasso (L1), between = elastic net
+    max_iter: Int = 100
+    reg_param: Float = 0.0
+    elastic_net_param: Float = 0.0     # 0 = ridge (L2), 1 = lasso (L1), between = elastic net
     #: "auto" = binomial for two classes, multinomial otherwise
     family: Literal["auto", "multinomial", "binomial"] = "auto"
     grid: Grid = field(default_factory=dict)
@@ -57,10 +58,10 @@ class LogisticRegressionSettings:
 
 @dataclass(frozen=True)
 class RandomForestSettings:
-    num_trees: int = 50
-    max_depth: int = 8
-    min_instances_per_node: int = 1
-    seed: int = 42
+    num_trees: Int = 50
+    max_depth: Int = 8
+    min_instances_per_node: Int = 1
+    seed: Int = 42
     grid: Grid = field(default_factory=dict)
 
 
@@ -68,10 +69,10 @@ class RandomForestSettings:
 class GradientBoostedTreesSettings:
     """Binary labels only (MLlib's GBTClassifier)."""
 
-    max_iter: int = 50
-    max_depth: int = 5
-    step_size: float = 0.1
-    seed: int = 42
+    max_iter: Int = 50
+    max_depth: Int = 5
+    step_size: Float = 0.1
+    seed: Int = 42
     grid: Grid = field(default_factory=dict)
 
 
@@ -80,19 +81,19 @@ class XGBoostSettings:
     """Gradient-boosted trees for any number of classes (``xgboost.spark.SparkXGBClassifier``),
     trained by ``num_workers`` Spark tasks, early stopping on the validation split's log-loss."""
 
-    n_estimators: int = 400          # most boosting rounds; early stopping picks the best
-    early_stopping_rounds: int = 30  # rounds without a better validation log-loss before stopping
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    min_child_weight: float = 5.0
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 1.0
+    n_estimators: Int = 400          # most boosting rounds; early stopping picks the best
+    early_stopping_rounds: Int = 30  # rounds without a better validation log-loss before stopping
+    max_depth: Int = 4
+    learning_rate: Float = 0.05
+    min_child_weight: Float = 5.0
+    subsample: Float = 0.8
+    colsample_bytree: Float = 0.8
+    reg_lambda: Float = 1.0
     #: training tasks; "auto" = the executors' task slots (Spark's default parallelism), at most 32
-    num_workers: int | Literal["auto"] = "auto"
+    num_workers: Int | Literal["auto"] = "auto"
     #: auto = cuda when Spark schedules GPUs (spark.task.resource.gpu.amount >= 1), else cpu
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 42
+    seed: Int = 42
     grid: Grid = field(default_factory=dict)
 
 
@@ -100,37 +101,37 @@ class XGBoostSettings:
 class NeuralNetworkSettings:
     """The PyTorch network, trained data-parallel on the executors (docs/neural-network.md)."""
 
-    hidden_layers: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.4
-    embedding_dim: int = 8          # largest embedding width per categorical column
+    hidden_layers: list[Int] = field(default_factory=lambda: [128, 64])
+    dropout: Float = 0.4
+    embedding_dim: Int = 8          # largest embedding width per categorical column
     #: mlp | resnet (a residual stream of hidden_layers[0] units, one block per entry)
     architecture: Literal["mlp", "resnet"] = "mlp"
     #: standard | piecewise_linear (a component per quantile bin) | quantile (normal scores)
     numeric_encoding: Literal["standard", "piecewise_linear", "quantile"] = "piecewise_linear"
-    num_bins: int = 8               # quantile bins per numeric input (piecewise_linear, quantile)
-    ensemble_size: int = 3          # networks trained side by side, probabilities averaged
+    num_bins: Int = 8               # quantile bins per numeric input (piecewise_linear, quantile)
+    ensemble_size: Int = 3          # networks trained side by side, probabilities averaged
     #: constant | cosine (linear warm-up over the first epoch, then cosine decay to max_epochs)
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    learning_rate: float = 0.001
-    weight_decay: float = 0.01
+    learning_rate: Float = 0.001
+    weight_decay: Float = 0.01
     #: rows per step and process; auto = a power of two near a 32nd of each process's training
     #: rows, within [64, 1024]
-    batch_size: int | Literal["auto"] = "auto"
-    max_epochs: int = 30
-    patience: int = 6               # epochs without a better validation loss before stopping
-    seed: int = 42
+    batch_size: Int | Literal["auto"] = "auto"
+    max_epochs: Int = 30
+    patience: Int = 6               # epochs without a better validation loss before stopping
+    seed: Int = 42
     #: torch_distributor (Spark's TorchDistributor, DDP) | horovod (horovod.spark.run)
     backend: Literal["torch_distributor", "horovod"] = "torch_distributor"
-    num_processes: int = 2          # training processes = Spark tasks (one GPU each on a GPU cluster)
+    num_processes: Int = 2          # training processes = Spark tasks (one GPU each on a GPU cluster)
     #: TorchDistributor: false = processes run on the executors; true = on the driver node
-    local_mode: bool = False
+    local_mode: Bool = False
     #: auto = use GPUs when Spark schedules them (spark.task.resource.gpu.amount >= 1)
-    use_gpu: bool | Literal["auto"] = "auto"
+    use_gpu: Bool | Literal["auto"] = "auto"
     #: training shards and checkpoints; null = <lake.root>/_staging, <lake.root>/_checkpoints
-    staging_dir: str | None = None
-    checkpoint_dir: str | None = None
+    staging_dir: Text | None = None
+    checkpoint_dir: Text | None = None
     #: candidates chosen by the primary metric on the validation rows (each stops early on them)
-    grid: dict[str, list[float | str | list[int]]] = field(default_factory=dict)
+    grid: dict[Text, list[Float | Text | list[Int]]] = field(default_factory=dict)
 
 
 #: the network's settings a grid may search
@@ -142,14 +143,14 @@ NETWORK_TUNABLE = ("hidden_layers", "dropout", "embedding_dim", "architecture", 
 class ScorecardSettings:
     """The traditional baseline: binning, WOE, IV filter, logistic regression, points."""
 
-    num_bins: int = 10
+    num_bins: Int = 10
     #: "quantile" bins, or "monotonic": quantile bins merged until the adverse rate is monotonic
     binning: Literal["quantile", "monotonic"] = "monotonic"
-    min_iv: float = 0.02          # features with a lower information value are dropped
-    pdo: float = 20.0             # points to double the odds
-    base_score: float = 600.0     # score at the base odds
-    base_odds: float = 50.0       # non-adverse : adverse odds at the base score
-    reg_param: float = 0.001
+    min_iv: Float = 0.02          # features with a lower information value are dropped
+    pdo: Float = 20.0             # points to double the odds
+    base_score: Float = 600.0     # score at the base odds
+    base_odds: Float = 50.0       # non-adverse : adverse odds at the base score
+    reg_param: Float = 0.001
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,9 @@ class TuningSettings:
     #: cross_validation: k folds of the training customers (CrossValidator with a customer foldCol);
     #: train_validation_split: fit on train, pick on the customer-grouped validation split
     method: Literal["none", "cross_validation", "train_validation_split"] = "train_validation_split"
-    num_folds: int = 3
+    num_folds: Int = 3
     #: models fitted at the same time
-    parallelism: int = 2
+    parallelism: Int = 2
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,8 @@ class SelectionSettings:
     kfold up to ``kfold_max_rows`` training + validation rows, holdout above (k times the fits)."""
 
     method: Literal["auto", "holdout", "kfold"] = "auto"
-    folds: int = 5
-    kfold_max_rows: int = 10_000
+    folds: Int = 5
+    kfold_max_rows: Int = 10_000
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class CalibrationSettings:
     within ``auc_tolerance`` of the uncalibrated one (isotonic steps tie scores, which costs ranking)."""
 
     method: Literal["auto", "none", "isotonic", "platt"] = "auto"
-    auc_tolerance: float = 0.002
+    auc_tolerance: Float = 0.002
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class DecisionSettings:
     #: cost of ``cost_matrix`` (Bayes rule at w = 1); argmax: the most probable class
     objective: Literal["macro_f1", "expected_cost", "argmax"] = "macro_f1"
     #: k x k, rows = true class, columns = predicted class, in label.classes order (expected_cost only)
-    cost_matrix: list[list[float]] | None = None
+    cost_matrix: list[list[Float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,23 +209,23 @@ class EnsembleSettings:
     """The combined model: a multinomial logistic regression over the calibrated members'
     log-probabilities, fitted on held-out predictions (validation or out of fold), never on test."""
 
-    enabled: bool = True
+    enabled: Bool = True
     #: stacked: a coefficient per member and class; mean: one shared weight per member (the
     #: members' mean log-probability per class, recalibrated); auto: both tried (stacked at every
     #: ``reg_params`` value, mean at the smallest), the lowest cross-fitted log-loss wins
     combiner: Literal["auto", "stacked", "mean"] = "auto"
     #: L2 strengths of the stacked combiner's logistic regression tried (the mean combiner, with
     #: k x k coefficients only, takes the smallest)
-    reg_params: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1])
+    reg_params: list[Float] = field(default_factory=lambda: [0.001, 0.01, 0.1])
 
 
 @dataclass(frozen=True)
 class ComparisonSettings:
     """Paired bootstrap of each model's difference from the scorecard on the test set."""
 
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    seed: int = 7
+    bootstrap_samples: Int = 1000
+    confidence: Float = 0.95
+    seed: Int = 7
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,8 @@ class PromotionSettings:
     """A challenger becomes champion only if it beats the champion on ``primary_metric`` by ``margin``
     on the same (this run's) test set."""
 
-    margin: float = 0.005
-    alias: str = "champion"
+    margin: Float = 0.005
+    alias: Text = "champion"
 
 
 @dataclass(frozen=True)
@@ -241,11 +242,11 @@ class TrainSettings:
     #: customer: train/validation/test by a seeded hash of the customer id (no customer in two sets);
     #: out_of_time: the last ``out_of_time_test_periods`` labelled periods are the test set
     split: Literal["customer", "out_of_time"] = "customer"
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.2
-    out_of_time_test_periods: int = 1
-    seed: int = 42
-    algorithms: list[str] = field(default_factory=lambda: ["logistic_regression", "random_forest", "scorecard"])
+    test_fraction: Float = 0.2
+    validation_fraction: Float = 0.2
+    out_of_time_test_periods: Int = 1
+    seed: Int = 42
+    algorithms: list[Text] = field(default_factory=lambda: ["logistic_regression", "random_forest", "scorecard"])
     #: metric that picks the best model of a run (on validation) and decides promotion (on test)
     primary_metric: Literal["macro_f1", "accuracy", "auc"] = "macro_f1"
     #: "balanced": each class weighs n / (k * n_class) in training (weightCol); "none": all 1
@@ -271,20 +272,20 @@ class TrackingSettings:
 
     #: tracking URI; null = sqlite:///<lake>/mlflow/mlflow.db (local lakes only), or e.g.
     #: http://mlflow:5000 or "databricks"
-    uri: str | None = None
+    uri: Text | None = None
     #: model registry URI; null = the tracking URI (Databricks Unity Catalog: "databricks-uc")
-    registry_uri: str | None = None
-    experiment: str = "credit_spark"
+    registry_uri: Text | None = None
+    experiment: Text = "credit_spark"
     #: registered model name; null = credit_spark_<dataset>
-    registered_model: str | None = None
+    registered_model: Text | None = None
 
 
 @dataclass(frozen=True)
 class MonitoringSettings:
     """Population stability of the score (PSI) and of every model input (CSI) against training."""
 
-    psi_watch: float = 0.1
-    psi_act: float = 0.25
+    psi_watch: Float = 0.1
+    psi_act: Float = 0.25
     #: "act" / "watch": exit non-zero (after writing) when a PSI reaches that level; null = never
     fail_on: Literal["watch", "act"] | None = None
 
@@ -293,13 +294,13 @@ class MonitoringSettings:
 class ScoreSettings:
     #: "champion" = the registered version holding the promotion alias; or an algorithm name
     #: (its latest registered version)
-    model: str = "champion"
+    model: Text = "champion"
     #: adverse-action reasons per scored record (at most)
-    max_reasons: int = 4
+    max_reasons: Int = 4
     #: Delta history (log and deleted files) kept for the scores table, in months
-    retention_months: int = 25
+    retention_months: Int = 25
     #: retries of a write that lost a race with a concurrent run (other run dates)
-    write_retries: int = 5
+    write_retries: Int = 5
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
 
@@ -311,7 +312,7 @@ class PrivacySettings:
     #: person still join)
     pii: Literal["drop", "hash"] = "drop"
     #: environment variable holding the HMAC key (at least 16 bytes), read at ingest
-    key_env: str = "CREDIT_SPARK_PII_KEY"
+    key_env: Text = "CREDIT_SPARK_PII_KEY"
 
 
 @dataclass(frozen=True)
@@ -320,19 +321,19 @@ class MaintainSettings:
 
     #: days a file removed from a table is kept (time travel reaches this far back), per table;
     #: scores and monitoring keep score.retention_months instead
-    retention_days: dict[str, float] = field(default_factory=lambda: {"raw_records": 30.0, "quarantine": 30.0})
+    retention_days: dict[Text, Float] = field(default_factory=lambda: {"raw_records": 30.0, "quarantine": 30.0})
     #: days for the tables retention_days does not name (features, data_quality, scorecard)
-    default_retention_days: float = 7.0
+    default_retention_days: Float = 7.0
     #: hours after which a data file no commit names (a killed write's) is deleted; a write still
     #: running has newer files
-    orphan_hours: float = 24.0
+    orphan_hours: Float = 24.0
     #: columns OPTIMIZE Z-orders each table's files by (within each partition)
-    zorder: dict[str, list[str]] = field(default_factory=lambda: {"scores": ["customer_id"]})
+    zorder: dict[Text, list[Text]] = field(default_factory=lambda: {"scores": ["customer_id"]})
 
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str
+    dataset: Text
     spec: DatasetSpec
     spark: SparkSettings = field(default_factory=SparkSettings)
     lake: LakeSettings = field(default_factory=LakeSettings)
