@@ -287,12 +287,11 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The running code's version (``_version.py``, the one place it is written), not the
+    installed metadata's, which an editable install leaves at the version it was installed at."""
+    from credit_spark._version import __version__
 
-    try:
-        return version("credit_spark")
-    except PackageNotFoundError:      # a source tree that was never installed
-        return "(not installed)"
+    return __version__
 
 
 def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
