@@ -164,3 +164,11 @@ def test_every_old_module_name_points_at_a_module_on_disk():
     assert {"scorecard", "stages", "calibration", "decision", "reasons", "ensemble", "neural"} <= set(old)
     missing = {k: v for k, v in old.items() if not (PACKAGE / (v.replace(".", "/") + ".py")).is_file()}
     assert missing == {}
+
+
+def test_every_folder_of_modules_is_a_regular_package():
+    """A folder of modules without ``__init__.py`` still imports (a namespace package), but
+    ``find_packages`` leaves it out of the wheel: an installed credit_spark would lack it."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert PACKAGE / "lake" in folders
+    assert sorted(str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").is_file()) == []
