@@ -107,3 +107,44 @@ def test_a_tiny_benchmark_runs_both_systems(spark, cfg, tmp_path):
     assert report["baseline_largest_completed"] == 3200
     assert report["results"][0]["quality"]["baseline"]["random_forest"]["macro_f1"] > 0.4
     assert not (tmp_path / "work" / "rows_1600").exists()                  # scratch removed per size
+
+
+def _scale_report(cores: int, seconds_by_rows: dict[int, dict[str, float]]) -> dict:
+    return {"when": "2026-12-07T00:00:00+00:00",
+            "machine": {"cpus": 2, "memory_gb": 24.0, "spark": "4.0.1", "master": f"local[{cores}]"},
+            "results": [{"rows": rows, "credit_spark": {**{s: stage_record(rows, t) for s, t in stages.items()},
+                                                        "train:random_forest": stage_record(rows, 1.0)}}
+                        for rows, stages in seconds_by_rows.items()]}
+
+
+def test_scale_out_recovers_fixed_serial_and_parallel_costs():
+    """Timings made from a known model: 5 s fixed, 10 µs/row serial, 200 core-µs/row parallel."""
+    from credit_spark_bench.scale_out import PROJECT_CORES, PROJECT_ROWS, predict, scale_out, to_markdown as scale_md
+
+    truth = {"fixed_s": 5.0, "serial_s_per_row": 1e-5, "parallel_s_per_row": 2e-4}
+    reports = {c: _scale_report(c, {r: {"features": predict(truth, r, c), "ingest": 3.0 + 1e-4 * r}
+                                    for r in (100_000, 300_000)}) for c in (1, 2)}
+    result = scale_out(reports)
+    features = result["stages"]["features"]
+    assert features["model"] == pytest.approx(truth, rel=1e-6)
+    small = features["sizes"][0]
+    assert small["seconds"] == {"1": 26.0, "2": 16.0}
+    assert small["speedup"]["2"] == pytest.approx(26 / 16, abs=1e-3)
+    assert small["efficiency"]["2"] == pytest.approx(26 / 32, abs=1e-3)
+    assert small["core_s_per_row"]["2"] == pytest.approx(32 / 100_000)
+    assert features["projection_s"][f"{PROJECT_ROWS[0]}x{PROJECT_CORES[0]}"] == pytest.approx(5 + 100 + 250, abs=0.1)
+    # a stage that did not speed up at all: no parallel part, and no negative cost fitted
+    ingest = result["stages"]["ingest"]["model"]
+    assert ingest["parallel_s_per_row"] == 0 and ingest["serial_s_per_row"] == pytest.approx(1e-4)
+    assert result["stages"]["ingest"]["sizes"][0]["efficiency"]["2"] == pytest.approx(0.5)
+    assert "train:random_forest" not in result["stages"]           # inside `train`, not a stage of its own
+    md = scale_md(result)
+    assert "| features | 100,000 | 26.0 | 16.0 | 1.625 | 0.812 | 260 → 320 |" in md
+
+
+def test_scale_out_needs_two_sizes_and_two_core_counts():
+    from credit_spark_bench.scale_out import fit_model, main
+
+    assert fit_model([(100, 1, 2.0), (100, 2, 1.0)]) is None
+    with pytest.raises(SystemExit):
+        main(["--cores", "2", "--sizes", "1000,2000"])
