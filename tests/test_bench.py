@@ -148,3 +148,5 @@ def test_scale_out_needs_two_sizes_and_two_core_counts():
     assert fit_model([(100, 1, 2.0), (100, 2, 1.0)]) is None
     with pytest.raises(SystemExit):
         main(["--cores", "2", "--sizes", "1000,2000"])
+    with pytest.raises(SystemExit):      # fails before any run: score reads the champion train registers
+        main(["--cores", "1,2", "--sizes", "1000,2000", "--stages", "generate,ingest,features,score"])

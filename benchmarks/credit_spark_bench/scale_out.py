@@ -14,8 +14,8 @@ assumes all three hold at the projected size: no network shuffle cost (local mod
 skew, no spill, executors with the memory this machine has per core, and the driver doing no more
 than here. It is a projection from a small machine, not a measurement of a cluster.
 
-    python -m credit_spark_bench.scale_out --cores 1,2 --sizes 100000,300000 \\
-        --stages generate,ingest,features,score --out bench_scale_out
+    python -m credit_spark_bench.scale_out --cores 1,2 --sizes 100000,200000 \\
+        --stages generate,ingest,features[,train,score] --out bench_scale_out
 """
 from __future__ import annotations
 
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m credit_spark_bench.scale_out", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", default="1,2", help="comma-separated core counts (local[N] each)")
     parser.add_argument("--sizes", default="100000,300000", help="comma-separated row counts (two or more)")
-    parser.add_argument("--stages", default="generate,ingest,features,score")
+    parser.add_argument("--stages", default="generate,ingest,features",
+                        help="benchmark stages, in order (score needs train before it)")
     parser.add_argument("--work", default="bench_scale_out_work", help="scratch folder")
     parser.add_argument("--out", default="bench_scale_out", help="folder for scale_out.json and scale_out.md")
     parser.add_argument("--seed", default="42")
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(cores) < 2 or len(sizes) < 2:
         parser.error("--cores and --sizes need two values or more each (the model has three unknowns)")
     stages = [s for s in args.stages.split(",") if s]
+    for stage, needs in (("ingest", "generate"), ("features", "ingest"), ("train", "features"), ("score", "train")):
+        if stage in stages and needs not in stages[:stages.index(stage)]:
+            parser.error(f"--stages: {stage} needs {needs} before it (each stage reads what the one before wrote)")
     reports = {c: run_at(c, sizes, stages, Path(args.work), ["--seed", args.seed]) for c in cores}
     result = scale_out(reports)
     out = Path(args.out)
