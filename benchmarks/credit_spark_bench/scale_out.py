@@ -3,7 +3,9 @@ two sizes or more, then speed-up, parallel efficiency, core-seconds per row and 
 larger data on more cores, stated with its model.
 
 Each core count runs ``credit-spark bench`` in a process of its own (a Spark master is fixed for
-the life of a JVM), on the same generated data (same seed), with no baseline. The model fitted per
+the life of a JVM), pinned to that many cores (``taskset``) when it is fewer than the machine's,
+on the same generated data (same seed), with no baseline, after a small warm-up size whose timings
+are left out. The model fitted per
 stage, by least squares over every (rows, cores) point::
 
     seconds(rows, cores) = fixed + serial * rows + parallel * rows / cores
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,17 +37,27 @@ PROJECT_ROWS = (10_000_000, 100_000_000)
 PROJECT_CORES = (8, 32, 128)
 
 
-def run_at(cores: int, sizes: list[int], stages: list[str], work: Path, extra: list[str]) -> dict:
-    """``credit-spark bench`` on ``local[cores]`` in a child process; its benchmark.json."""
+def run_at(cores: int, sizes: list[int], stages: list[str], work: Path, extra: list[str],
+           warmup_rows: int = 0) -> dict:
+    """``credit-spark bench`` on ``local[cores]`` in a child process; its benchmark.json, without
+    the warm-up size: a JVM's first run of each stage pays for class loading and JIT compilation
+    (measured: 100k rows took longer than 200k rows after it), which is not a cost of the rows."""
     folder = work / f"local{cores}"
     folder.mkdir(parents=True, exist_ok=True)
     overlay = folder / "master.yaml"
     overlay.write_text(f'spark:\n  master: "local[{cores}]"\n')
     command = [sys.executable, "-m", "credit_spark.cli", "--conf", str(overlay), "--lake", str(folder / "lake"),
-               "bench", "--sizes", ",".join(map(str, sizes)), "--stages", ",".join(stages), "--no-baseline",
+               "bench", "--sizes", ",".join(map(str, [warmup_rows, *sizes] if warmup_rows else sizes)), "--stages", ",".join(stages), "--no-baseline",
                "--work", str(folder / "work"), "--out", str(folder / "out"), *extra]
+    # local[N] bounds Spark's task threads only: the JVM's GC, JIT and driver threads and the
+    # Python driver would still use every core. Pinned to N cores, "N cores" means N cores.
+    if cores < (os.cpu_count() or cores) and shutil.which("taskset"):
+        command = ["taskset", "-c", ",".join(map(str, range(cores))), *command]
     subprocess.run(command, check=True)
-    return json.loads((folder / "out" / "benchmark.json").read_text())
+    report = json.loads((folder / "out" / "benchmark.json").read_text())
+    if warmup_rows:
+        report["results"] = report["results"][1:]
+    return report
 
 
 def points(reports: dict[int, dict]) -> dict[str, list[tuple[int, int, float]]]:
@@ -161,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="bench_scale_out_work", help="scratch folder")
     parser.add_argument("--out", default="bench_scale_out", help="folder for scale_out.json and scale_out.md")
     parser.add_argument("--seed", default="42")
+    parser.add_argument("--warmup-rows", type=int, default=20_000,
+                        help="a first size run and left out of the results (JVM warm-up); 0 for none")
     args = parser.parse_args(argv)
     cores = [int(c) for c in args.cores.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -170,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage, needs in (("ingest", "generate"), ("features", "ingest"), ("train", "features"), ("score", "train")):
         if stage in stages and needs not in stages[:stages.index(stage)]:
             parser.error(f"--stages: {stage} needs {needs} before it (each stage reads what the one before wrote)")
-    reports = {c: run_at(c, sizes, stages, Path(args.work), ["--seed", args.seed]) for c in cores}
+    reports = {c: run_at(c, sizes, stages, Path(args.work), ["--seed", args.seed], args.warmup_rows) for c in cores}
     result = scale_out(reports)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
