@@ -20,11 +20,9 @@ import inspect
 import json
 import re
 import textwrap
-import typing
-from typing import Any
 
 from credit_spark.config.loader import Config, DatasetSpec
-from credit_spark.config.typed import adapter
+from credit_spark.config.typed import adapter, models
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -50,17 +48,6 @@ def field_comments(cls: type) -> dict[str, str]:
         if text:
             out[node.target.id] = text
     return out
-
-
-def _models(tp: Any, seen: dict[str, type]) -> dict[str, type]:
-    """Every dataclass reachable from ``tp``, by name (the schema's ``$defs`` keys)."""
-    for arg in typing.get_args(tp):
-        _models(arg, seen)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type) and tp.__name__ not in seen:
-        seen[tp.__name__] = tp
-        for hint in typing.get_type_hints(tp, include_extras=True).values():
-            _models(hint, seen)
-    return seen
 
 
 def _describe(schema: dict, cls: type) -> None:
@@ -92,7 +79,7 @@ def _describe(schema: dict, cls: type) -> None:
 def _schema(root: type, title: str) -> dict:
     schema = adapter(root).json_schema()
     defs = schema.pop("$defs", {})
-    for name, cls in _models(root, {}).items():
+    for name, cls in models(root).items():
         if cls is root:
             _describe(schema, cls)
         elif name in defs:

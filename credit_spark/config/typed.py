@@ -48,22 +48,23 @@ Entries = dict[Text, Annotated[T, BeforeValidator(lambda value: {} if value is N
 MODEL_CONFIG = ConfigDict(extra="forbid")
 
 
-def _models(tp: Any, seen: set[type]) -> None:
-    """Every dataclass reachable from ``tp``'s type hints."""
+def models(tp: Any, seen: dict[str, type] | None = None) -> dict[str, type]:
+    """Every dataclass reachable from ``tp``'s type hints, by class name (the JSON Schema's
+    ``$defs`` keys)."""
+    seen = {} if seen is None else seen
     for arg in typing.get_args(tp):
-        _models(arg, seen)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type) and tp not in seen:
-        seen.add(tp)
+        models(arg, seen)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type) and tp.__name__ not in seen:
+        seen[tp.__name__] = tp
         for hint in typing.get_type_hints(tp, include_extras=True).values():
-            _models(hint, seen)
+            models(hint, seen)
+    return seen
 
 
 @functools.cache
 def adapter(tp: Any) -> TypeAdapter:
     """The pydantic validator (and JSON Schema source) of a type; its models forbid unknown keys."""
-    models: set[type] = set()
-    _models(tp, models)
-    for model in models:
+    for model in models(tp).values():
         if "__pydantic_config__" not in vars(model):
             model.__pydantic_config__ = MODEL_CONFIG
     return TypeAdapter(tp)
