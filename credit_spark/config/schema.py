@@ -71,7 +71,7 @@ def _describe(schema: dict, cls: type) -> None:
             value = f.default_factory()
             if not dataclasses.is_dataclass(value):   # nested defaults are described in their own model
                 prop["default"] = value
-        # the keys in a fixed order (type, description, default) so the shipped files diff well
+        # the keys in a fixed order (constraints, then default and description): stable diffs
         schema["properties"][f.name] = {k: prop[k] for k in sorted(prop, key=lambda k: (k in ("description",
                                                                                            "default"), k))}
 
@@ -89,11 +89,11 @@ def _schema(root: type, title: str) -> dict:
 
 def _referenced(schema: dict) -> dict:
     """The ``$defs`` the schema still refers to, directly or through other definitions."""
-    defs, keep, todo = schema["$defs"], {}, [{k: v for k, v in schema.items() if k != "$defs"}]
+    defs, keep, todo = schema["$defs"], set(), [{k: v for k, v in schema.items() if k != "$defs"}]
     while todo:
         for name in re.findall(r'"\$ref": "#/\$defs/(\w+)"', json.dumps(todo.pop())):
             if name not in keep:
-                keep[name] = defs[name]
+                keep.add(name)
                 todo.append(defs[name])
     return {name: defs[name] for name in defs if name in keep}
 
