@@ -91,6 +91,20 @@ def test_reingest_after_forget_brings_no_erased_row_back(spark, lake, tmp_path):
     assert not any("Zymurgist" in (r.raw or "") for r in quarantined)
 
 
+def test_an_erased_row_never_pushes_a_kept_row_with_its_record_id_out(spark, lake, tmp_path):
+    """Duplicates are ranked after the erased rows are marked: a kept row sharing its record id with
+    an erased customer's row is ingested, not quarantined as the duplicate (whichever hashes first)."""
+    forget(spark, lake, [GONE])
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("\n".join(["ID,Cust,Month,Name,Age,Score,Job",
+                                *[f"{i},{GONE},June,Bo,{40 + i},Poor,Zymurgist" for i in range(10, 16)],
+                                *[f"{i},C{i},June,Ed,{20 + i},Good,Baker" for i in range(10, 16)]]) + "\n")
+    result = ingest(spark, lake, str(pairs))
+    assert (result.rows_ingested, result.rows_erased, result.quarantine_reasons) == (6, 6, {})
+    kept = read_delta(spark, lake.table_path(RAW_RECORDS)).where("Month = 'June'").collect()
+    assert {(r.ID, r.Cust) for r in kept} == {(str(i), f"C{i}") for i in range(10, 16)}
+
+
 def test_purge_leaves_no_data_file_holding_the_customer(spark, lake):
     result = forget(spark, lake, [GONE], purge_files=True)
     assert result.purged

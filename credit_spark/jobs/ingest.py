@@ -246,11 +246,17 @@ def with_quarantine_reason(spec: DatasetSpec) -> Transform:
         reason = reason.when(~_blank(F.col(spec.label.column)) & ~label.isin(*spec.label.classes),
                              F.lit(INVALID_LABEL))
         detail = detail.when(reason == INVALID_LABEL, F.concat(F.lit(f"{spec.label.column}="), label))
-        out = df.withColumn("reason", reason).withColumn("detail", detail)
+        return df.withColumn("reason", reason).withColumn("detail", detail)
+    return transform
 
-        # a record id seen twice in one batch: keep one, quarantine the others (deterministic pick)
-        out = out.withColumn("row_hash", row_hash(spec))
-        # rank only rows that can be ingested: a bad copy never pushes a good one out
+
+def with_duplicates_marked(spec: DatasetSpec) -> Transform:
+    """A record id seen twice in one batch: keep one, quarantine the others (a deterministic pick).
+    Only rows without a reason yet are ranked: a bad copy, or an erased customer's row (run
+    :func:`without_erased` first), never pushes a good one out."""
+    def transform(df: DataFrame) -> DataFrame:
+        rid = F.trim(F.col(spec.record_key))
+        out = df.withColumn("row_hash", row_hash(spec))
         w = Window.partitionBy(rid, F.col("reason").isNull()).orderBy("row_hash", "source_file")
         rank = F.when(F.col("reason").isNull(), F.row_number().over(w))
         return (out.withColumn("_rank", rank)
@@ -355,7 +361,8 @@ def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = 
     classified = (read_raw(spark, [f[0] for f in files], fmt, spec)
                   .transform(with_record_key(spec))
                   .transform(with_quarantine_reason(spec))
-                  .transform(without_erased(erased_customers(spark, cfg), spec)))
+                  .transform(without_erased(erased_customers(spark, cfg), spec))
+                  .transform(with_duplicates_marked(spec)))
     # read once, used up to three times; on local disk, not in the heap: a batch is the whole input
     # (10M rows), and blocks spilled from MEMORY_AND_DISK are read back into the heap whole, which
     # ran a 4 GB driver out of memory during the merge that needs that heap
