@@ -56,8 +56,12 @@ def _features(spark, cfg: Config, args) -> None:
     from credit_spark.jobs.features_job import run_features
     from credit_spark.transforms.quality import format_quality
 
-    r = run_features(spark, cfg)
-    print(f"features: {r.rows:,} rows from raw_records v{r.raw_version} -> features v{r.features_version}")
+    r = run_features(spark, cfg, full=getattr(args, "full", False))
+    if r.mode == "unchanged":
+        print(f"features: up to date, nothing written ({r.reason}); features v{r.features_version}")
+        return
+    print(f"features: {r.mode} build of {r.periods} ({r.reason}): {r.rows:,} rows from raw_records v{r.raw_version} "
+          f"-> features v{r.features_version}")
     print("data quality (also in the data_quality table):")
     print(format_quality(r.quality))
 
@@ -270,7 +274,8 @@ def _positive_int(text: str) -> int:
 COMMANDS: dict[str, tuple[Callable, str]] = {
     "generate": (_generate, "write synthetic raw records (the public dataset's schema, with its dirt)"),
     "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
-    "features": (_features, "rebuild the features table from raw_records (cleaned, typed, no PII)"),
+    "features": (_features, "update the features table from raw_records (cleaned, typed, no PII): the changed "
+                            "periods, or every period"),
     "catalog": (_catalog, "print the feature catalog of the dataset spec (name, type, description)"),
     "train": (_train, "tune, calibrate and compare the models with the scorecard; MLflow run, report, promotion"),
     "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
@@ -333,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p["generate"].add_argument("--start-month", type=int, default=1, help="first month, 1=January")
     p["generate"].add_argument("--unlabeled", action="store_true", help="leave out the Credit_Score label")
 
+    p["features"].add_argument("--full", action="store_true",
+                               help="rebuild every period, not only those whose raw records changed")
     p["ingest"].add_argument("--input", required=True, help="a CSV/Parquet file or a folder of them")
     p["ingest"].add_argument("--format", choices=["csv", "parquet"], default=None,
                              help="input format (default: from the path, else csv)")

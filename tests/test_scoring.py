@@ -379,3 +379,11 @@ def test_tables_in_a_metastore_schema_instead_of_paths(spark, tmp_path):
     assert "latest_scores" in register_views(spark, cfg)
     assert spark.sql("SELECT count(*) FROM latest_scores").first()[0] == 50
     assert not (tmp_path / "lake" / "scores").exists()      # nothing written by path
+    # features reads the named raw_records' change feed (table_changes): the shipped spec's
+    # all_periods repair then rebuilds every period; with no new batch, nothing
+    generate_records(spark, 50, seed=3, months=1, start_month=9).write.option("header", True).csv(
+        str(tmp_path / "september"))
+    ingest(spark, cfg, str(tmp_path / "september"))
+    rebuilt = run_features(spark, cfg)
+    assert rebuilt.mode == "full" and "all_periods" in rebuilt.reason
+    assert run_features(spark, cfg).mode == "unchanged"

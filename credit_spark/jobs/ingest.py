@@ -34,7 +34,8 @@ from credit_spark.config.loader import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
 from credit_spark.lake.privacy import masked_pii, pii_key
 from credit_spark.lake.tables import (ERASURE_REQUESTS, QUARANTINE, RAW_RECORDS, current_version, delta_table,
-                                 last_operation_metrics, overwrite_table, read_delta, table_exists)
+                                 enable_change_feed, last_operation_metrics, overwrite_table, read_delta,
+                                 table_exists)
 from credit_spark.transforms.features import Transform, period_index
 from credit_spark.transforms.quality import record_ingest_quality
 
@@ -322,11 +323,14 @@ def to_quarantine(df: DataFrame, spec: DatasetSpec, batch_id: str, ingested_at: 
 
 # --------------------------------------------------------------------------- load
 def merge_raw_records(spark: SparkSession, records: DataFrame, path: str, record_id: str) -> tuple[int, int]:
-    """Upsert on the record id: new ids are inserted, changed rows updated, identical rows untouched."""
+    """Upsert on the record id: new ids are inserted, changed rows updated, identical rows untouched.
+    The table's change data feed is on, so ``features`` rebuilds only the periods that changed."""
     if not table_exists(spark, path):
         overwrite_table(records, path)
         metrics = last_operation_metrics(spark, path)
+        enable_change_feed(spark, path)
         return int(metrics.get("numOutputRows", 0)), 0
+    enable_change_feed(spark, path)   # a lake from before the feed: on from this batch
     target = delta_table(spark, path)
     (target.alias("t")
      .merge(records.alias("s"), f"t.`{record_id}` = s.`{record_id}`")

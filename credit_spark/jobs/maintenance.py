@@ -1,8 +1,9 @@
 """Lake maintenance (``credit-spark maintain``): compaction and bounded storage.
 
-Every night adds small files (a run date's scores and monitoring rows), and every rewrite (the
-features table is rebuilt by each ``features`` run) leaves the previous files behind for time
-travel. Without maintenance the lake grows by a full copy of ``features`` per run. So, per table:
+Every night adds small files (a run date's scores and monitoring rows), and every rewrite (of
+the periods of ``features`` a night changed; all of them under an ``all_periods`` repair) leaves
+the previous files behind for time travel. Without maintenance the lake keeps every rewritten
+copy. So, per table:
 
 1. ``OPTIMIZE`` compacts small files (``scores`` Z-ordered by customer within each run date,
    so one customer's history reads few files);
