@@ -150,3 +150,23 @@ def test_scale_out_needs_two_sizes_and_two_core_counts():
         main(["--cores", "2", "--sizes", "1000,2000"])
     with pytest.raises(SystemExit):      # fails before any run: score reads the champion train registers
         main(["--cores", "1,2", "--sizes", "1000,2000", "--stages", "generate,ingest,features,score"])
+
+
+@pytest.mark.e2e
+def test_storage_per_run_measures_each_night_and_maintain(spark, cfg, tmp_path):
+    """Two nights after a first month, point-in-time repair: each night writes one month and
+    leaves no rewritten copy behind; the table reads the same after maintain."""
+    from credit_spark_bench.storage import measure_variant, to_markdown as storage_markdown
+
+    variant = measure_variant(spark, cfg, "past_periods", customers=20, runs=2, seed=1, work=tmp_path)
+    runs = variant["runs"]
+    assert [(r["month"], r["mode"], r["rows_written"]) for r in runs] == [
+        (1, "full", 20), (2, "incremental", 20), (3, "incremental", 20)]
+    assert all(r["features_folder_mb"] == r["features_current_mb"] > 0 for r in runs)
+    assert runs[2]["features_current_mb"] > runs[1]["features_current_mb"] > runs[0]["features_current_mb"]
+    assert variant["after_maintain_retention_0"]["features_folder_mb"] == pytest.approx(
+        runs[-1]["features_current_mb"], rel=0.5)
+    text = storage_markdown({"customers": 20, "runs": 2, "variants": {"point-in-time": variant}})
+    assert "| 2 | 3 | incremental | 20 |" in text
+    with pytest.raises(ValueError, match="runs: 1..11"):
+        measure_variant(spark, cfg, "past_periods", customers=20, runs=12, seed=1, work=tmp_path)
