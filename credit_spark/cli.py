@@ -436,11 +436,14 @@ def check_lake_writable(cfg: Config) -> None:
 def with_scratch_warehouse(cfg: Config) -> Config:
     """Without a metastore schema (``lake.schema``) nothing is a managed table, yet Spark makes
     an empty ``spark-warehouse/`` in the working folder at start: point it at a temporary folder
-    instead, unless the config sets ``spark.sql.warehouse.dir`` itself."""
+    instead, unless the config sets ``spark.sql.warehouse.dir`` itself, or a session is already
+    running (its warehouse is set; a static setting, which a reused session cannot take)."""
     import dataclasses
     import tempfile
 
-    if cfg.lake.schema or "spark.sql.warehouse.dir" in cfg.spark.conf:
+    from pyspark.sql import SparkSession
+
+    if cfg.lake.schema or "spark.sql.warehouse.dir" in cfg.spark.conf or SparkSession.getActiveSession():
         return cfg
     scratch = str(Path(tempfile.gettempdir()) / "credit_spark-warehouse")
     return dataclasses.replace(cfg, spark=dataclasses.replace(

@@ -46,8 +46,28 @@ def spark(tmp_path_factory):
     warehouse = tmp_path_factory.mktemp("warehouse")
     settings = dataclasses.replace(TEST_SPARK, conf={**TEST_SPARK.conf, "spark.sql.warehouse.dir": str(warehouse)})
     session = get_spark(settings)
+    session._suite_conf = dict(session.conf.getAll)     # what _suite_conf_restored puts back
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _suite_conf_restored():
+    """A test that runs a job in this process reuses the suite's session, and the job applies its
+    config's runtime settings to it (as it does on Databricks): put the suite's back after it."""
+    yield
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    suite = getattr(session, "_suite_conf", None)
+    if suite is None:
+        return
+    for key, value in session.conf.getAll.items():
+        if suite.get(key) != value and session.conf.isModifiable(key):
+            if key in suite:
+                session.conf.set(key, suite[key])
+            else:
+                session.conf.unset(key)
 
 
 @pytest.fixture()

@@ -102,6 +102,13 @@ def test_deep_merge_replaces_lists_and_merges_mappings():
     assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
 
 
+def test_an_empty_mapping_in_an_overlay_clears_the_one_below(tmp_path):
+    assert deep_merge({"a": {"b": {"x": 1}, "c": 2}}, {"a": {"b": {}}}) == {"a": {"b": {}, "c": 2}}
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("train:\n  xgboost:\n    grid: {}\n")
+    assert load_config().train.xgboost.grid and not load_config([str(overlay)]).train.xgboost.grid
+
+
 SPEC = """
 name: tiny
 record_id: id
@@ -182,6 +189,7 @@ def test_databricks_overlay_and_job_definition_are_valid():
 
     cfg = load_config(env="databricks")
     assert cfg.spark.master is None and cfg.table_path("scores") == "main.credit.scores"
+    assert cfg.spark.conf == {}   # the cluster's settings stand: none of base.yaml's local tuning
     assert cfg.tracking.uri == "databricks" and cfg.tracking.registry_uri == "databricks-uc"
     job = json.loads((Path(__file__).resolve().parents[1] / "conf" / "databricks_job.json").read_text())
     for task in job["tasks"]:
@@ -209,12 +217,17 @@ def test_an_unknown_key_names_the_overlay_file_it_came_from(tmp_path):
         load_config([good, deep], env="local")
 
 
-def test_commands_keep_spark_warehouse_out_of_the_working_folder(tmp_path):
+def test_commands_keep_spark_warehouse_out_of_the_working_folder(tmp_path, monkeypatch):
     import dataclasses
+
+    from pyspark.sql import SparkSession
 
     from credit_spark.cli import with_scratch_warehouse
 
     cfg = load_config(env="local", lake=str(tmp_path / "lake"))
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: object()))
+    assert with_scratch_warehouse(cfg) is cfg     # a running session keeps its warehouse (a static setting)
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
     warehouse = with_scratch_warehouse(cfg).spark.conf["spark.sql.warehouse.dir"]
     assert not warehouse.startswith(str(Path.cwd())) and warehouse.endswith("credit_spark-warehouse")
     own = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf={"spark.sql.warehouse.dir": "/w"}))

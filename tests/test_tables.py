@@ -30,3 +30,20 @@ def test_replace_where_splits_files_too_and_keeps_other_partitions(spark, tmp_pa
     assert len(glob.glob(f"{path}/part=y/*.parquet")) - 1 == 3   # 5 + 5 + 1 rows (+ the replaced file)
     assertDataFrameEqual(read_delta(spark, path),
                          spark.createDataFrame([(1, "x")], "id long, part string").unionByName(day))
+
+
+def test_a_reused_session_takes_the_runtime_settings_and_names_the_static_ones(spark, caplog):
+    """Databricks or a notebook hands over a running session: the config's runtime settings are
+    applied, a static one that differs is named in a warning, not silently dropped."""
+    import logging
+
+    from credit_spark.config.loader import SparkSettings
+    from credit_spark.lake.session import get_spark
+
+    settings = SparkSettings(master=None, conf={"spark.sql.shuffle.partitions": "5", "spark.driver.memory": "3g",
+                                                "spark.sql.session.timeZone": "UTC"})
+    with caplog.at_level(logging.WARNING, logger="credit_spark.lake.session"):
+        assert get_spark(settings) is spark
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "5"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "spark.driver.memory = 3g is not applied" in warning and "'2g'" in warning

@@ -1,6 +1,8 @@
 """Configuration: YAML files in ``conf/`` parsed into validated, frozen dataclasses.
 
-Resolution order (later wins, dictionaries merge key by key):
+Resolution order (later wins, dictionaries merge key by key; an empty mapping ``{}`` in an
+overlay replaces the mapping below it, so ``spark: {conf: {}}`` clears the base's Spark settings
+and ``grid: {}`` a model's tuning grid):
 
 1. ``conf/base.yaml`` shipped with the package (the embedded default),
 2. the environment overlay ``conf/<env>.yaml`` (``--env`` or ``CREDIT_SPARK_ENV``, default ``local``),
@@ -97,10 +99,12 @@ def check_keys(data: Mapping[str, Any], cls: type, source: str, key: str = "") -
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``overlay`` into a copy of ``base``: nested mappings merge, anything else replaces."""
+    """Merge ``overlay`` into a copy of ``base``: nested mappings merge, anything else replaces,
+    and so does an empty mapping (the only way an overlay can clear a mapping: merged, ``{}``
+    would change nothing)."""
     out = copy.deepcopy(dict(base))
     for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -2,7 +2,8 @@
 
 Three situations, one function:
 
-* a session already exists (Databricks, a notebook, a test fixture): reuse it untouched;
+* a session already exists (Databricks, a notebook, a test fixture): reuse it, with the
+  configured settings the running session can still take (the others are named in a warning);
 * the Python process was launched by ``spark-submit`` (the JVM is already up, its JARs and master
   chosen on the command line): build on that JVM, never re-download the Delta JARs;
 * a plain local run: configure Delta through ``configure_spark_with_delta_pip``, which asks Ivy to
@@ -58,6 +59,7 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         logger.info("reusing the active Spark session (master %s)", active.sparkContext.master)
+        apply_runtime_conf(active, settings.conf)
         return active
 
     builder = SparkSession.builder.appName(settings.app_name)
@@ -80,6 +82,29 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     spark.sparkContext.setLogLevel(settings.log_level)
     logger.info("Spark %s session started (master %s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+def apply_runtime_conf(spark: SparkSession, conf: dict[str, str]) -> dict[str, str]:
+    """On a reused session (Databricks, a notebook): set each configured setting that the running
+    session may change and that differs; a static one that differs (memory, JARs, extensions)
+    can only be set where the session starts, so it is named in a warning, not silently dropped.
+    Returns the settings it changed."""
+    changed = {}
+    for key, value in conf.items():
+        value = str(value)
+        current = spark.conf.get(key, None)
+        if current == value:
+            continue
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+            changed[key] = value
+        else:
+            logger.warning("spark.conf %s = %s is not applied: the reused session has %s, and it can only be "
+                           "set when a session starts (the cluster's or spark-submit's configuration)", key, value,
+                           "it unset" if current is None else repr(current))
+    if changed:
+        logger.info("reused session: set %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return changed
 
 
 def spark_schedules_gpus(spark: SparkSession, key: str = "spark.task.resource.gpu.amount") -> bool:
