@@ -64,9 +64,10 @@ setup(
         "spark": SPARK,
         # test tools (setuptools and wheel: a test builds the wheel); pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
         # are the other engines a test holds to reading the lake's tables as Spark wrote them;
-        # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with
+        # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with;
+        # databricks-bundles holds Databricks' own job model, which a test validates the Asset Bundle's job with
         "dev": ["setuptools>=69", "wheel", "pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
-                "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7"],
+                "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7", "databricks-bundles>=1.22"],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

@@ -181,23 +181,54 @@ def test_unknown_shipped_dataset():
         load_dataset_spec("nope")
 
 
-def test_databricks_overlay_and_job_definition_are_valid():
-    import json
-    from pathlib import Path
+#: the top-level keys a Databricks Asset Bundle configuration may have
+BUNDLE_KEYS = {"bundle", "include", "artifacts", "variables", "targets", "resources", "workspace", "permissions",
+               "sync", "run_as", "presets", "experimental", "scripts", "python"}
 
-    from credit_spark.cli import parse_args
 
+def test_databricks_overlay_is_valid():
     cfg = load_config(env="databricks")
     assert cfg.spark.master is None and cfg.table_path("scores") == "main.credit.scores"
     assert cfg.spark.conf == {}   # the cluster's settings stand: none of base.yaml's local tuning
     assert cfg.tracking.uri == "databricks" and cfg.tracking.registry_uri == "databricks-uc"
-    job = json.loads((Path(__file__).resolve().parents[1] / "conf" / "databricks_job.json").read_text())
-    for task in job["tasks"]:
-        wheel = task["python_wheel_task"]
-        assert (wheel["package_name"], wheel["entry_point"]) == ("credit_spark", "credit-spark")
-        # Databricks fills in the dynamic value; the rest must be valid CLI arguments as written
-        args = parse_args([p.replace("{{job.start_time.iso_date}}", "2026-09-30") for p in wheel["parameters"]])
-        assert args.env == "databricks" and args.command in {"ingest", "features", "train", "score"}
+
+
+def test_the_asset_bundle_job_is_valid_for_databricks_and_for_the_cli():
+    """databricks.yml and its resources: every job validates against the Databricks SDK's own job
+    model (unknown or misspelt keys and wrong types fail), installs the wheel the bundle builds,
+    and each task's parameters are CLI arguments the CLI accepts as written."""
+    import re
+
+    import yaml
+    from databricks.bundles.jobs import Job
+
+    from credit_spark.cli import parse_args
+
+    root = Path(__file__).resolve().parents[1]
+    bundle = yaml.safe_load((root / "databricks.yml").read_text())
+    assert set(bundle) <= BUNDLE_KEYS, set(bundle) - BUNDLE_KEYS
+    assert bundle["artifacts"]["credit_spark_wheel"]["type"] == "whl"
+    variables = {name: v["default"] for name, v in bundle["variables"].items()}
+    jobs = {}
+    for pattern in bundle["include"]:
+        for file in sorted(root.glob(pattern)):
+            jobs.update(yaml.safe_load(file.read_text())["resources"]["jobs"])
+    assert set(jobs) == {"credit_spark_nightly"}
+    for job in jobs.values():
+        Job.from_dict(job)
+        for task in job["tasks"]:
+            assert task["libraries"] == [{"whl": "../dist/*.whl"}]   # what the artifact's build writes
+            wheel = task["python_wheel_task"]
+            assert (wheel["package_name"], wheel["entry_point"]) == ("credit_spark", "credit-spark")
+            used = {m for p in wheel["parameters"] for m in re.findall(r"\$\{var\.(\w+)\}", p)}
+            assert used <= set(variables), used - set(variables)
+            # the bundle fills in its variables, Databricks the dynamic value; the CLI must accept the rest
+            resolved = [re.sub(r"\$\{var\.(\w+)\}", lambda m: variables[m[1]], p)
+                        .replace("{{job.start_time.iso_date}}", "2026-09-30") for p in wheel["parameters"]]
+            args = parse_args(resolved)
+            assert args.env == "databricks" and args.command in {"ingest", "features", "train", "score"}
+    with pytest.raises(ValueError, match="Unexpected field 'taks'"):
+        Job.from_dict({"name": "x", "taks": []})
 
 
 def test_neural_network_overlay_and_gpu_switch(tmp_path):
