@@ -274,8 +274,7 @@ def _positive_int(text: str) -> int:
 COMMANDS: dict[str, tuple[Callable, str]] = {
     "generate": (_generate, "write synthetic raw records (the public dataset's schema, with its dirt)"),
     "ingest": (_ingest, "load a raw CSV/Parquet file or folder into raw_records; bad rows to quarantine"),
-    "features": (_features, "update the features table from raw_records (cleaned, typed, no PII): the changed "
-                            "periods, or every period"),
+    "features": (_features, "update features from raw_records (cleaned, typed, no PII): the changed periods"),
     "catalog": (_catalog, "print the feature catalog of the dataset spec (name, type, description)"),
     "train": (_train, "tune, calibrate and compare the models with the scorecard; MLflow run, report, promotion"),
     "report": (_report, "re-render a training run's report (Markdown, HTML, PNG) from MLflow"),
@@ -338,8 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p["generate"].add_argument("--start-month", type=int, default=1, help="first month, 1=January")
     p["generate"].add_argument("--unlabeled", action="store_true", help="leave out the Credit_Score label")
 
-    p["features"].add_argument("--full", action="store_true",
-                               help="rebuild every period, not only those whose raw records changed")
+    p["features"].add_argument("--full", action="store_true", help="rebuild every period, not only the changed ones")
     p["ingest"].add_argument("--input", required=True, help="a CSV/Parquet file or a folder of them")
     p["ingest"].add_argument("--format", choices=["csv", "parquet"], default=None,
                              help="input format (default: from the path, else csv)")
