@@ -178,12 +178,19 @@ def replace_where(df: DataFrame, path: str, predicate: str, partition_by: list[s
 CHANGE_FEED = "delta.enableChangeDataFeed"
 
 
+def set_properties(spark: SparkSession, ref: str, properties: dict[str, str]) -> None:
+    """Set the table properties that differ, in one commit (none when all hold already)."""
+    have = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {sql_ref(ref)}").collect()}
+    changed = {k: v for k, v in properties.items() if have.get(k) != v}
+    if changed:
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE {sql_ref(ref)} SET TBLPROPERTIES ({assignments})")
+
+
 def enable_change_feed(spark: SparkSession, ref: str) -> None:
-    """Turn on the table's change data feed (one commit, only when it is off): later commits then
+    """Turn on the table's change data feed (a commit only when it is off): later commits then
     record which rows they changed, for consumers that update incrementally."""
-    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {sql_ref(ref)}").collect()}
-    if properties.get(CHANGE_FEED) != "true":
-        spark.sql(f"ALTER TABLE {sql_ref(ref)} SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
+    set_properties(spark, ref, {CHANGE_FEED: "true"})
 
 
 def with_retries(action: Callable[[], R], what: str, retries: int) -> R:
@@ -221,12 +228,7 @@ def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition
     for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
-    current = spark.sql(f"SHOW TBLPROPERTIES {sql_ref(path)}").collect()
-    have = {r["key"]: r["value"] for r in current}
-    changed = {k: v for k, v in properties.items() if have.get(k) != v}
-    if changed:
-        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE {sql_ref(path)} SET TBLPROPERTIES ({assignments})")
+    set_properties(spark, path, properties)
 
 
 def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
