@@ -229,7 +229,6 @@ def with_quarantine_reason(spec: DatasetSpec) -> Transform:
     """Add ``reason``/``detail`` columns: null for a row that can be ingested, else why not."""
     def transform(df: DataFrame) -> DataFrame:
         label = F.trim(F.col(spec.label.column))
-        rid = F.trim(F.col(spec.record_key))
         reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))
         detail = F.when(F.col(CORRUPT).isNotNull(),
                         F.lit("the line does not split into the header's columns; no field of it is kept "
