@@ -34,8 +34,8 @@ from credit_spark.config.loader import Config, DatasetSpec, ScorecardSettings
 from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
 from credit_spark.evaluation import monitoring
 from credit_spark.lake.sqltext import sql_string
-from credit_spark.lake.tables import (FEATURES, MONITORING, RUNS, SCORES, commit_tagged, delta_table, ensure_table,
-                                 read_delta, read_snapshot, read_table, replace_where, with_retries)
+from credit_spark.lake.tables import (CHANGE_FEED, FEATURES, MONITORING, RUNS, SCORES, commit_tagged, delta_table,
+                                 ensure_table, read_delta, read_snapshot, read_table, replace_where, with_retries)
 from credit_spark.ml.reasons import ReasonCodesModel
 from credit_spark.ml.scorecard import points_scale
 from credit_spark.tracking import registry
@@ -104,7 +104,7 @@ def scores_schema(classes: list[str]) -> T.StructType:
 def table_properties(retention_months: int) -> dict[str, str]:
     """Change Data Feed on; history (log and removed files) kept for the retention period."""
     days = math.ceil(retention_months * 365.25 / 12)
-    return {"delta.enableChangeDataFeed": "true",
+    return {CHANGE_FEED: "true",
             "delta.logRetentionDuration": f"interval {days} days",
             "delta.deletedFileRetentionDuration": f"interval {days} days"}
 
