@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 
 from credit_spark._version import __version__
 from credit_spark.lake.session import delta_maven_coordinate, ivy_jar_names
+from credit_spark.tracking.wheel import build_from_source, repack_installed, source_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,20 +42,11 @@ def test_the_version_is_written_once():
 
 
 def test_wheel_builds_without_warnings_and_ships_the_config(tmp_path):
-    """Built from a copy of the sources (no build/ left in the checkout), by setuptools itself."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    for folder in ("credit_spark", "conf"):
-        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path / "dist"), str(source)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"\w+Warning\b", line)]
+    """Built from a copy of the sources (no build/ left in the checkout), by setuptools itself: the
+    build every logged model's wheel comes from (credit_spark.tracking.wheel)."""
+    wheel, output = build_from_source(ROOT, tmp_path / "dist", verbose=True)
+    warnings = [line for line in output.splitlines() if re.search(r"\w+Warning\b", line)]
     assert warnings == []
-    [wheel] = (tmp_path / "dist").glob("*.whl")
     assert wheel.name.startswith(f"credit_spark-{__version__}-")
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"credit_spark/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*")
@@ -68,6 +57,20 @@ def test_wheel_builds_without_warnings_and_ships_the_config(tmp_path):
     spark_requirements = [line for line in metadata.splitlines()
                           if line.startswith("Requires-Dist: pyspark") or line.startswith("Requires-Dist: delta-spark")]
     assert spark_requirements and all('extra == "spark"' in line for line in spark_requirements)
+
+
+def test_an_editable_install_is_built_from_its_sources_not_repacked(tmp_path, monkeypatch):
+    """In a source checkout the package is an editable install, whose installed files hold no
+    code: models' wheels are built from the sources, and repacking it is refused, naming why."""
+    assert source_tree() == ROOT
+
+    class EditableInstall:
+        version = "0.0.0"
+        files = [importlib.metadata.PackagePath("__editable__.credit_spark-0.0.0.pth")]
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: EditableInstall())
+    with pytest.raises(RuntimeError, match="not installed from a wheel here"):
+        repack_installed(tmp_path / "repacked")
 
 
 def test_a_command_without_spark_installed_names_the_extra(monkeypatch, capsys):

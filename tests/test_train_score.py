@@ -17,6 +17,7 @@ from credit_spark.lake.tables import FEATURES, SCORES, overwrite_table, table_ex
 from credit_spark.ml.metrics import equal_count_bands
 from credit_spark.report import load_results
 from credit_spark.tracking import registry
+from credit_spark.tracking.wheel import own_wheel
 from credit_spark.transforms.features import build_features
 from credit_spark.transforms.splits import make_splits, split_by_customer
 
@@ -91,8 +92,14 @@ def test_promotion_rule_both_ways():
 def test_logged_models_pin_what_loading_them_imports():
     import pyspark
 
+    from credit_spark._version import __version__
+
     pins = dict(p.split("==") for p in registry.model_requirements("scorecard"))
-    assert pins["pyspark"] == pyspark.__version__ and pins["credit-spark"]
+    assert pins["pyspark"] == pyspark.__version__ and pins["credit-spark"] == __version__
+    # with the wheel the model carries, credit_spark is that file, relative to the model folder
+    carried = registry.model_requirements("scorecard", wheel=Path("/tmp/x/credit_spark-9.9.9-py3-none-any.whl"))
+    assert carried[0] == "code/credit_spark-9.9.9-py3-none-any.whl"
+    assert carried[1:] == [p for p in registry.model_requirements("scorecard") if not p.startswith("credit-spark")]
     assert {"mlflow", "numpy", "pandas", "pyarrow"} <= set(pins) and "torch" not in pins and "xgboost" not in pins
     import xgboost
     boosted = dict(p.split("==") for p in registry.model_requirements("xgboost"))
@@ -241,8 +248,10 @@ def test_train_register_promote_score_and_rerun(spark, features_lake):
     assert set(card.columns) == {"model_version", "feature", "bin", "woe", "points", "iv"}
     import mlflow.pyfunc
     requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{chosen.registered_model}/{chosen.model_version}"))
-    assert set(requirements.read_text().split()) == set(registry.model_requirements(chosen.model_name,
-                                                                                    cfg.train.algorithms))
+    # the model carries the wheel of the code that trained it (tests/test_model_portability.py loads one)
+    assert set(requirements.read_text().split()) == set(registry.model_requirements(
+        chosen.model_name, cfg.train.algorithms, own_wheel()))
+    assert (requirements.parent / "code" / own_wheel().name).is_file()
     results = load_results(result.report_dir)
     assert results["promotion"]["decision"] == "promoted"
     assert results["run"]["mlflow_run_id"] == result.run_id

@@ -22,8 +22,10 @@ from typing import Any
 
 from pyspark.ml import PipelineModel
 
+from credit_spark._version import __version__
 from credit_spark.config.loader import ENSEMBLE, MODEL_NAMES, Config, registered_model_base
 from credit_spark.errors import ConfigError, ModelNotFoundError
+from credit_spark.tracking.wheel import own_wheel
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ TRAIN_RUN_TAG = "credit_spark.kind"
 ALGORITHM_TAG = "algorithm"
 # what loading a logged pipeline imports: its custom stages live in credit_spark and use
 # numpy/pandas/pyarrow (Arrow UDFs); the network's stage adds torch
-MODEL_PACKAGES = ("credit-spark", "mlflow", "numpy", "pandas", "pyarrow", "pyspark")
+OWN_PACKAGE = "credit-spark"
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "pyspark")
 #: what one algorithm's model needs beside them to load and score
 ALGORITHM_PACKAGES = {"neural_network": ("torch",), "xgboost": ("xgboost", "scikit-learn")}
 
@@ -137,9 +140,10 @@ def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dic
     import mlflow.spark
 
     name = registered_model_name(cfg)
+    wheel = own_wheel()
     info = mlflow.spark.log_model(model, algorithm, registered_model_name=name, signature=signature,
-                                  pip_requirements=model_requirements(algorithm, cfg.train.algorithms),
-                                  dfs_tmpdir=dfs_tmpdir(cfg),
+                                  pip_requirements=model_requirements(algorithm, cfg.train.algorithms, wheel),
+                                  code_paths=[str(wheel)] if wheel else None, dfs_tmpdir=dfs_tmpdir(cfg),
                                   await_registration_for=60)
     version = int(info.registered_model_version)
     c = client()
@@ -148,14 +152,17 @@ def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dic
     return version
 
 
-def model_requirements(algorithm: str, cfg_algorithms: list[str] | tuple[str, ...] = ()) -> list[str]:
+def model_requirements(algorithm: str, cfg_algorithms: list[str] | tuple[str, ...] = (),
+                       wheel: Path | None = None) -> list[str]:
     """The logged model's pip requirements, pinned to what is installed here. Given explicitly
     because MLflow's inference reloads every model in a subprocess to see what it imports: ~25 s
     per model, most of a small training run's MLflow time. The ensemble needs its members' packages
-    (``cfg_algorithms``: the run's algorithms)."""
+    (``cfg_algorithms``: the run's algorithms). credit_spark itself is the ``wheel`` logged in the
+    model's ``code/`` folder (a path relative to the model folder, MLflow's convention), else
+    its version, which only an index of your own can serve."""
     members = cfg_algorithms if algorithm == ENSEMBLE else [algorithm]
     packages = [*MODEL_PACKAGES, *dict.fromkeys(p for m in members for p in ALGORITHM_PACKAGES.get(m, ()))]
-    pins = []
+    pins = [f"code/{wheel.name}" if wheel else f"{OWN_PACKAGE}=={__version__}"]
     for package in packages:
         try:
             pins.append(f"{package}=={importlib.metadata.version(package)}")
