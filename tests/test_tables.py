@@ -47,3 +47,40 @@ def test_a_reused_session_takes_the_runtime_settings_and_names_the_static_ones(s
     assert spark.conf.get("spark.sql.shuffle.partitions") == "5"
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "spark.driver.memory = 3g is not applied" in warning and "'2g'" in warning
+
+
+def test_delta_operations_in_sql_create_merge_delete_and_read_history(spark, tmp_path):
+    """The Delta SQL helpers (what runs on a Spark Connect server without Delta Connect's
+    plugins): a created table keeps its schema contract, MERGE inserts and updates only where told,
+    DELETE commits the rows it matched, and the history reads them back newest first."""
+    from pyspark.sql import types as T
+
+    path = str(tmp_path / "t")
+    schema = T.StructType([T.StructField("id", T.LongType(), False, {"comment": "the key"}),
+                           T.StructField("v", T.StringType(), True, {"comment": "it's a value"}),
+                           T.StructField("part", T.StringType(), True)])
+    assert not tables.table_exists(spark, path)
+    spark.range(1).write.parquet(str(tmp_path / "plain"))
+    assert not tables.table_exists(spark, str(tmp_path / "plain"))     # Parquet is not a Delta table
+    for _ in range(2):                                                  # the second create is a no-op
+        tables.ensure_table(spark, path, schema, ["part"], "a 'test' table", {"delta.appendOnly": "false"})
+    assert tables.table_exists(spark, path) and tables.current_version(spark, path) == 0
+    created = read_delta(spark, path).schema
+    assert [(f.name, f.dataType, f.nullable, f.metadata.get("comment")) for f in created] == [
+        ("id", T.LongType(), False, "the key"), ("v", T.StringType(), True, "it's a value"),
+        ("part", T.StringType(), True, None)]
+    detail = spark.sql(f"DESCRIBE DETAIL {tables.sql_ref(path)}").first()
+    assert (detail["description"], detail["partitionColumns"]) == ("a 'test' table", ["part"])
+
+    rows = spark.createDataFrame([(1, "a", "x"), (2, "b", "y")], schema)
+    tables.merge_into(spark, path, rows, "t.id = s.id")
+    changed = spark.createDataFrame([(1, "A", "x"), (2, "b2", "y"), (3, "c", "y")], schema)
+    tables.merge_into(spark, path, changed, "t.id = s.id", update_when="s.v <> upper(t.v)")
+    assertDataFrameEqual(read_delta(spark, path), spark.createDataFrame(
+        [(1, "a", "x"), (2, "b2", "y"), (3, "c", "y")], schema))         # id 1: "A" = upper("a"), kept
+    assert tables.last_operation_metrics(spark, path)["numTargetRowsUpdated"] == "1"
+    assert not any(t.name.startswith("credit_spark_merge") for t in spark.catalog.listTables())  # view dropped
+    tables.delete_where(spark, path, "part = 'y'")
+    assertDataFrameEqual(read_delta(spark, path), spark.createDataFrame([(1, "a", "x")], schema))
+    assert [r["operation"] for r in tables.history(spark, path, 10).collect()] == [
+        "DELETE", "MERGE", "MERGE", "CREATE TABLE"]

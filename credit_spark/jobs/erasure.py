@@ -27,7 +27,7 @@ from credit_spark.errors import ConfigError
 from credit_spark.lake.session import session_setting
 from credit_spark.lake.sqltext import sql_string
 from credit_spark.lake.tables import (ERASURE_REQUESTS, FEATURES, QUARANTINE, RAW_RECORDS, SCORES, append, current_version,
-                                 delta_table, last_operation_metrics, table_exists, vacuum)
+                                 delete_where, last_operation_metrics, table_exists, vacuum)
 from credit_spark.transforms.features import CUSTOMER_ID
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def customer_predicates(cfg: Config, customers: list[str]) -> dict[str, str]:
 def delete_rows(spark: SparkSession, ref: str, predicate: str) -> int:
     """Rows deleted by one Delta DELETE (a DELETE that matches nothing commits nothing)."""
     before = current_version(spark, ref)
-    delta_table(spark, ref).delete(predicate)
+    delete_where(spark, ref, predicate)
     if current_version(spark, ref) == before:
         return 0
     return int(last_operation_metrics(spark, ref).get("numDeletedRows", 0))

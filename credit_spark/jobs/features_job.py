@@ -27,7 +27,7 @@ from credit_spark._version import __version__
 from credit_spark.config.loader import Config
 from credit_spark.config.spec import DatasetSpec
 from credit_spark.errors import NoRecordsError
-from credit_spark.lake.tables import (FEATURES, RAW_RECORDS, current_version, delta_table, overwrite_table,
+from credit_spark.lake.tables import (FEATURES, RAW_RECORDS, current_version, history, overwrite_table,
                                       read_changes, read_snapshot, read_table, replace_where, rows_written,
                                       table_exists)
 from credit_spark.transforms.features import PERIOD, build_features, period_index
@@ -60,7 +60,7 @@ def build_fingerprint(spec: DatasetSpec) -> str:
 
 def last_build(spark: SparkSession, path: str) -> dict | None:
     """The tag of the table's latest features build: ``{"raw_version": n, "fingerprint": s}``."""
-    row = (delta_table(spark, path).history(BUILD_SEARCH_DEPTH)
+    row = (history(spark, path, BUILD_SEARCH_DEPTH)
            .where(F.col("userMetadata").startswith(BUILD_TAG))
            .orderBy(F.col("version").desc()).select("userMetadata").first())
     if row is None:

@@ -33,7 +33,7 @@ from pyspark.sql import types as T
 from credit_spark.config.loader import GENERATED_RECORD_ID, Config, DatasetSpec
 from credit_spark.errors import CreditSparkError, MissingColumnError, NoRecordsError
 from credit_spark.lake.privacy import masked_pii, pii_key
-from credit_spark.lake.tables import (ERASURE_REQUESTS, QUARANTINE, RAW_RECORDS, current_version, delta_table,
+from credit_spark.lake.tables import (ERASURE_REQUESTS, QUARANTINE, RAW_RECORDS, current_version, merge_into,
                                  enable_change_feed, last_operation_metrics, overwrite_table, read_delta,
                                  table_exists)
 from credit_spark.transforms.features import Transform, period_index
@@ -330,12 +330,7 @@ def merge_raw_records(spark: SparkSession, records: DataFrame, path: str, record
         enable_change_feed(spark, path)
         return int(metrics.get("numOutputRows", 0)), 0
     enable_change_feed(spark, path)   # a lake from before the feed: on from this batch
-    target = delta_table(spark, path)
-    (target.alias("t")
-     .merge(records.alias("s"), f"t.`{record_id}` = s.`{record_id}`")
-     .whenMatchedUpdateAll(condition="t.row_hash <> s.row_hash")
-     .whenNotMatchedInsertAll()
-     .execute())
+    merge_into(spark, path, records, f"t.`{record_id}` = s.`{record_id}`", update_when="t.row_hash <> s.row_hash")
     metrics = last_operation_metrics(spark, path)
     return int(metrics.get("numTargetRowsInserted", 0)), int(metrics.get("numTargetRowsUpdated", 0))
 
@@ -346,11 +341,8 @@ def merge_quarantine(spark: SparkSession, rows: DataFrame, path: str) -> None:
     if not table_exists(spark, path):
         overwrite_table(rows, path)
         return
-    (delta_table(spark, path).alias("t")
-     .merge(rows.dropDuplicates(["row_sha256", "reason"]).alias("s"),
-            "t.row_sha256 = s.row_sha256 AND t.reason = s.reason")
-     .whenNotMatchedInsertAll()
-     .execute())
+    merge_into(spark, path, rows.dropDuplicates(["row_sha256", "reason"]),
+               "t.row_sha256 = s.row_sha256 AND t.reason = s.reason")
 
 
 def ingest(spark: SparkSession, cfg: Config, input_path: str, fmt: str | None = None) -> IngestResult:

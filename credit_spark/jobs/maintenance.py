@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from credit_spark.config.loader import Config
 from credit_spark.errors import ConfigError
-from credit_spark.lake.tables import MONITORING, SCORES, TABLES, delta_table, is_path, sql_ref, table_exists, vacuum
+from credit_spark.lake.tables import MONITORING, SCORES, TABLES, is_path, read_delta, sql_ref, table_exists, vacuum
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def maintain_table(spark: SparkSession, cfg: Config, table: str) -> TableMainten
     ref = cfg.table_path(table)
     before = storage(spark, ref)
     zorder = list(cfg.maintain.zorder.get(table, []))
-    columns = delta_table(spark, ref).toDF().columns
+    columns = read_delta(spark, ref).columns
     absent = [c for c in zorder if c not in columns]
     if absent:
         raise ConfigError(f"maintain.zorder.{table}: no column {absent} in table {table} (columns: {', '.join(columns)})")

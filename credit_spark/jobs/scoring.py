@@ -34,7 +34,7 @@ from credit_spark.config.loader import Config, DatasetSpec, ScorecardSettings
 from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
 from credit_spark.evaluation import monitoring
 from credit_spark.lake.sqltext import sql_string
-from credit_spark.lake.tables import (CHANGE_FEED, FEATURES, MONITORING, RUNS, SCORES, commit_tagged, delta_table,
+from credit_spark.lake.tables import (CHANGE_FEED, FEATURES, MONITORING, RUNS, SCORES, commit_tagged, merge_into,
                                  ensure_table, read_delta, read_snapshot, read_table, replace_where, with_retries)
 from credit_spark.ml.reasons import ReasonCodesModel
 from credit_spark.ml.scorecard import points_scale
@@ -218,8 +218,7 @@ def record_run(spark: SparkSession, cfg: Config, row: tuple, properties: dict[st
              .unionByName(earlier_runs(spark, cfg, exclude=row[1])))
 
     def merge() -> None:
-        (delta_table(spark, path).alias("t")
-         .merge(frame.alias("s"), "t.run_id = s.run_id").whenNotMatchedInsertAll().execute())
+        merge_into(spark, path, frame, "t.run_id = s.run_id")
     with_retries(merge, "runs", cfg.score.write_retries)
 
 

@@ -3,7 +3,12 @@
 A table is addressed by a *reference*: a path under ``lake.root`` (the default: a folder, or an
 ``s3://``/``abfss://``/``dbfs:`` URI), or — when ``lake.schema`` is set, e.g. on Databricks with
 Unity Catalog — a metastore name ``[catalog.]schema.table``. Every read and write goes through
-the helpers here, which pick ``load``/``save``/``forPath`` or ``table``/``saveAsTable``/``forName``.
+the helpers here, which pick ``load``/``save``/``delta.`path``` or ``table``/``saveAsTable``/a name.
+
+Delta's operations beyond reading and writing (MERGE, DELETE, history, VACUUM, creating a table)
+are issued as Delta SQL, not through the Python ``DeltaTable`` API: SQL needs nothing but Delta's
+SQL extension on the server, so the same code runs on a classic session and on a Spark Connect
+client whose server lacks Delta Connect's plugins (which Maven Central does not serve for 4.0).
 """
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ import logging
 import os
 import random
 import time
+import uuid
 from typing import Callable, TypeVar
 
 from delta.exceptions import DeltaConcurrentModificationException
-from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -66,8 +72,30 @@ def sql_ref(ref: str) -> str:
     return f"delta.`{ref}`" if is_path(ref) else ref
 
 
-def delta_table(spark: SparkSession, ref: str) -> DeltaTable:
-    return DeltaTable.forPath(spark, ref) if is_path(ref) else DeltaTable.forName(spark, ref)
+def history(spark: SparkSession, ref: str, limit: int) -> DataFrame:
+    """The table's latest ``limit`` commits, newest first (version, operation, userMetadata,
+    operationMetrics ...): read from its log, no scan of the data."""
+    return spark.sql(f"DESCRIBE HISTORY {sql_ref(ref)} LIMIT {int(limit)}")
+
+
+def delete_where(spark: SparkSession, ref: str, predicate: str) -> None:
+    """Delete the rows matching a SQL ``predicate``, in one commit."""
+    spark.sql(f"DELETE FROM {sql_ref(ref)} WHERE {predicate}")
+
+
+def merge_into(spark: SparkSession, ref: str, source: DataFrame, on: str, *,
+               update_when: str | None = None) -> None:
+    """Delta MERGE of ``source`` (aliased ``s``) into the table (``t``) on ``on``: unmatched rows
+    are inserted; matched rows are updated where ``update_when`` holds (never without it). The
+    source is a temporary view of ``spark``'s session for the statement's duration."""
+    view = f"credit_spark_merge_source_{uuid.uuid4().hex}"
+    source.createOrReplaceTempView(view)
+    update = f"WHEN MATCHED AND ({update_when}) THEN UPDATE SET * " if update_when else ""
+    try:
+        spark.sql(f"MERGE INTO {sql_ref(ref)} AS t USING {view} AS s ON {on} "
+                  f"{update}WHEN NOT MATCHED THEN INSERT *")
+    finally:
+        spark.catalog.dropTempView(view)
 
 
 def read_delta(spark: SparkSession, ref: str, version: int | None = None) -> DataFrame:
@@ -99,9 +127,20 @@ def ensure_schema(spark: SparkSession, cfg: Config) -> None:
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {name}")
 
 
+#: what Delta answers a history request for a folder that holds no Delta table
+NOT_A_DELTA_TABLE = {"DELTA_TABLE_ONLY_OPERATION", "DELTA_MISSING_DELTA_TABLE", "DELTA_PATH_DOES_NOT_EXIST",
+                     "PATH_NOT_FOUND"}
+
+
 def table_exists(spark: SparkSession, ref: str) -> bool:
     if is_path(ref):
-        return DeltaTable.isDeltaTable(spark, ref)
+        try:
+            history(spark, ref, 1)
+        except AnalysisException as exc:
+            if exc.getCondition() in NOT_A_DELTA_TABLE:
+                return False
+            raise
+        return True
     return spark.catalog.tableExists(ref)
 
 
@@ -132,12 +171,12 @@ def rows_written(spark: SparkSession, path: str) -> int:
 
 def current_version(spark: SparkSession, path: str) -> int:
     """The latest Delta version of a table (a one-row read of its log)."""
-    return int(delta_table(spark, path).history(1).select("version").first()[0])
+    return int(history(spark, path, 1).select("version").first()[0])
 
 
 def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
     """Delta's metrics of the last commit (rows written, inserted, updated ...): no extra scan."""
-    row = delta_table(spark, path).history(1).select("operationMetrics").first()
+    row = history(spark, path, 1).select("operationMetrics").first()
     return dict(row[0] or {})
 
 
@@ -222,18 +261,25 @@ def ensure_table(spark: SparkSession, path: str, schema: T.StructType, partition
     properties (e.g. a changed retention) without touching data."""
     if is_path(path) and "://" not in path and not path.startswith(("dbfs:", "file:")):
         path = os.path.abspath(path)      # the builder's location must not be relative
-    builder = DeltaTable.createIfNotExists(spark)
-    builder = builder.location(path) if is_path(path) else builder.tableName(path)
-    builder = builder.addColumns(schema).partitionedBy(*partition_by).comment(comment)
-    for key, value in properties.items():
-        builder = builder.property(key, value)
-    builder.execute()
+    columns = ", ".join(column_ddl(field) for field in schema.fields)
+    partitioned = f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})" if partition_by else ""
+    props = f" TBLPROPERTIES ({', '.join(f'{sql_string(k)} = {sql_string(v)}' for k, v in properties.items())})" \
+        if properties else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {sql_ref(path)} ({columns}) USING DELTA{partitioned} "
+              f"COMMENT {sql_string(comment)}{props}")
     set_properties(spark, path, properties)
+
+
+def column_ddl(field: T.StructField) -> str:
+    """A column of CREATE TABLE: name, type, NOT NULL where the schema says so, its comment."""
+    comment = field.metadata.get("comment")
+    return (f"`{field.name}` {field.dataType.simpleString()}{'' if field.nullable else ' NOT NULL'}"
+            f"{f' COMMENT {sql_string(comment)}' if comment else ''}")
 
 
 def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
     """(version, operation metrics) of the latest commit tagged with ``user_metadata``."""
-    row = (delta_table(spark, path).history(50).where(f"userMetadata = {sql_string(user_metadata)}")
+    row = (history(spark, path, 50).where(f"userMetadata = {sql_string(user_metadata)}")
            .orderBy("version", ascending=False).select("version", "operationMetrics").first())
     if row is None:
         raise TableNotFoundError(f"no commit tagged {user_metadata} in the last 50 versions of {path}")
@@ -256,8 +302,7 @@ def vacuum(spark: SparkSession, ref: str, retention_hours: float | None = None) 
     current = spark.conf.get(LISTING_PARALLELISM, SPARK_DEFAULT_LISTING_PARALLELISM)
     parallelism = str(VACUUM_LISTING_PARALLELISM) if current == SPARK_DEFAULT_LISTING_PARALLELISM else current
     with session_setting(spark, LISTING_PARALLELISM, parallelism, SPARK_DEFAULT_LISTING_PARALLELISM):
-        table = delta_table(spark, ref)
-        table.vacuum() if retention_hours is None else table.vacuum(retention_hours)
+        spark.sql(f"VACUUM {sql_ref(ref)}" + ("" if retention_hours is None else f" RETAIN {float(retention_hours)} HOURS"))
 
 
 def append(df: DataFrame, path: str) -> None:
