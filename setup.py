@@ -29,6 +29,8 @@ with open(os.path.join(HERE, "credit_spark", "_version.py"), encoding="utf-8") a
 
 #: the pairs Delta supports for Spark 4 (delta-spark 4.0 is built for Spark 4.0; 4.1+ for 4.0-4.2)
 SPARK = ["pyspark>=4.0.1,<4.3", "delta-spark>=4.0.1,<4.5"]
+#: what pyspark's `connect` extra adds (named here: the extra would pull pyspark itself in)
+CONNECT = ["grpcio>=1.67", "grpcio-status>=1.67", "googleapis-common-protos>=1.65"]
 
 setup(
     name="credit_spark",
@@ -62,12 +64,15 @@ setup(
     extras_require={
         # a local or cluster install; a runtime with its own Spark and Delta (Databricks) needs none
         "spark": SPARK,
+        # a Spark Connect client (--remote): pyspark's own `connect` extra, gRPC
+        "connect": CONNECT,
         # test tools (setuptools and wheel: a test builds the wheel); pytest-xdist runs the suite in two workers; deltalake (delta-rs) and polars
         # are the other engines a test holds to reading the lake's tables as Spark wrote them;
         # PyHive is the Python DB-API client a test queries the SQL endpoint (serve-sql) with;
-        # databricks-bundles holds Databricks' own job model, which a test validates the Asset Bundle's job with
+        # databricks-bundles holds Databricks' own job model, which a test validates the Asset Bundle's job with;
+        # the Spark Connect client's gRPC, for the test that runs the nightly path through a Connect server
         "dev": ["setuptools>=69", "wheel", "pytest>=8", "pytest-xdist>=3.5", "psutil>=5.9", "scikit-learn>=1.4", "xxhash>=3", "jsonschema>=4",
-                "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7", "databricks-bundles>=1.22"],
+                "deltalake>=1.1", "polars>=1.30", "pyhive[hive_pure_sasl]>=0.7", "databricks-bundles>=1.22", *CONNECT],
         # The neural-network issue adds its own stack here; torch is several GB, so it stays
         # out of the default install.
         "nn": ["torch>=2.2"],

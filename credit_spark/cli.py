@@ -294,7 +294,6 @@ def _version() -> str:
     """The running code's version (``_version.py``, the one place it is written), not the
     installed metadata's, which an editable install leaves at the version it was installed at."""
     from credit_spark._version import __version__
-
     return __version__
 
 
@@ -312,6 +311,7 @@ def _global_options(for_subcommand: bool) -> argparse.ArgumentParser:
     common.add_argument("--env", default=default(None),
                         help="environment overlay conf/<ENV>.yaml (default: $CREDIT_SPARK_ENV or 'local')")
     common.add_argument("--lake", default=default(None), metavar="DIR", help="root folder of the Delta tables")
+    common.add_argument("--remote", default=default(None), metavar="URL", help="Spark Connect server (sc://host:15002)")
     common.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
     return common
 
@@ -411,9 +411,8 @@ WRITES_LAKE = {"ingest", "features", "train", "score", "demo", "maintain", "forg
 
 
 def check_lake_writable(cfg: Config) -> None:
-    """A local lake folder that cannot be created or written stops the command before Spark starts
-    (otherwise the first Delta commit fails after the work). Remote lakes are checked by their first
-    write."""
+    """A local lake folder that cannot be created or written stops the command before Spark starts,
+    not at the first Delta commit after the work. Remote lakes are checked by their first write."""
     import os
 
     from credit_spark.errors import ConfigError
@@ -435,13 +434,13 @@ def with_scratch_warehouse(cfg: Config) -> Config:
     """Without a metastore schema (``lake.schema``) nothing is a managed table, yet Spark makes
     an empty ``spark-warehouse/`` in the working folder at start: point it at a temporary folder
     instead, unless the config sets ``spark.sql.warehouse.dir`` itself, or a session is already
-    running (its warehouse is set; a static setting, which a reused session cannot take)."""
+    running or is a Spark Connect server's (its warehouse is set; a static setting)."""
     import dataclasses
     import tempfile
 
     from pyspark.sql import SparkSession
 
-    if cfg.lake.schema or "spark.sql.warehouse.dir" in cfg.spark.conf or SparkSession.getActiveSession():
+    if cfg.lake.schema or "spark.sql.warehouse.dir" in cfg.spark.conf or cfg.spark.remote or SparkSession.getActiveSession():
         return cfg
     scratch = str(Path(tempfile.gettempdir()) / "credit_spark-warehouse")
     return dataclasses.replace(cfg, spark=dataclasses.replace(
@@ -467,9 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             _require_bench()
-        cfg = load_config(args.conf, env=args.env, lake=args.lake)
+        cfg = load_config(args.conf, env=args.env, lake=args.lake, remote=args.remote)
+        where = f"remote {cfg.spark.remote}" if cfg.spark.remote else f"master {cfg.spark.master or 'of spark-submit'}"
         logger.info("command %s; dataset %s; lake %s%s", args.command, cfg.dataset, cfg.lake.root,
-                    "" if args.command in NO_SPARK else f"; master {cfg.spark.master or '(from spark-submit)'}")
+                    "" if args.command in NO_SPARK else f"; {where}")
         logger.debug("resolved config: %s", json.dumps(asdict(cfg), default=str))
         if args.command not in NO_SPARK:
             require_spark()

@@ -38,6 +38,18 @@ def test_user_overlay_and_lake_override(tmp_path):
     assert cfg.lake.root == str(tmp_path / "mylake")
 
 
+def test_a_spark_connect_server_comes_from_the_option_the_environment_or_a_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    assert load_config().spark.remote is None
+    overlay = write(tmp_path, "spark:\n  remote: sc://from-file:15002\n")
+    assert load_config([overlay]).spark.remote == "sc://from-file:15002"
+    monkeypatch.setenv("SPARK_REMOTE", "sc://from-env:15002")       # pyspark's own variable
+    assert load_config().spark.remote == "sc://from-env:15002"
+    assert load_config([overlay], remote="sc://option:1").spark.remote == "sc://option:1"
+    connect = load_config(env="connect", remote="sc://option:1")
+    assert connect.spark.master is None and "xgboost" not in connect.train.algorithms
+
+
 def test_env_var_selects_overlay(monkeypatch):
     monkeypatch.setenv("CREDIT_SPARK_ENV", "cluster")
     assert load_config().spark.master is None

@@ -192,8 +192,9 @@ def validate_spec(spec: DatasetSpec, source: str) -> None:
 
 
 def load_config(overlays: list[str] | None = None, env: str | None = None,
-                lake: str | None = None) -> Config:
-    """Resolve the layered config (see module docstring) into a validated :class:`Config`."""
+                lake: str | None = None, remote: str | None = None) -> Config:
+    """Resolve the layered config (see module docstring) into a validated :class:`Config`;
+    ``lake`` and ``remote`` (the CLI's options) win over every file."""
     env = env or os.environ.get(ENV_VAR) or DEFAULT_ENV
     data = _read_shipped("base.yaml")
     data = deep_merge(data, check_keys(_read_shipped(f"{env}.yaml"), Config, f"conf/{env}.yaml"))
@@ -201,6 +202,9 @@ def load_config(overlays: list[str] | None = None, env: str | None = None,
         data = deep_merge(data, check_keys(_read_file(path), Config, str(path)))
     if lake:
         data = deep_merge(data, {"lake": {"root": lake}})
+    remote = remote or os.environ.get("SPARK_REMOTE")    # pyspark's own variable for it
+    if remote:
+        data = deep_merge(data, {"spark": {"remote": remote}})
     return config_from_dict(data, source=f"config (env={env})")
 
 

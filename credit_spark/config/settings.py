@@ -27,6 +27,10 @@ BASELINE = "scorecard"
 class SparkSettings:
     #: null leaves the master to spark-submit / the cluster
     master: Text | None = "local[*]"
+    #: a Spark Connect server to run every command through (``sc://host:15002``; ``local[N]``
+    #: starts one in this process): master and static settings are then the server's. Also
+    #: ``--remote`` and pyspark's ``SPARK_REMOTE``
+    remote: Text | None = None
     app_name: Text = "credit_spark"
     log_level: Text = "WARN"
     conf: dict[Text, Text] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from pyspark.sql import types as T
 from credit_spark.config.loader import Config, DatasetSpec, ScorecardSettings
 from credit_spark.errors import DriftAlert, ModelNotFoundError, NoRecordsError
 from credit_spark.evaluation import monitoring
+from credit_spark.lake.session import is_connect
 from credit_spark.lake.sqltext import sql_string
 from credit_spark.lake.tables import (CHANGE_FEED, FEATURES, MONITORING, RUNS, SCORES, commit_tagged, merge_into,
                                  ensure_table, read_delta, read_snapshot, read_table, replace_where, with_retries)
@@ -346,7 +347,7 @@ def _score_run_date(spark: SparkSession, cfg: Config, run_date: date) -> ScoreRe
     # Spark 4.0 a session that has used an Observation holds an unserializable ObservationManager,
     # and any later task capturing that session fails with "Task not serializable" (e.g. a
     # LogisticRegressionModel fitted in it keeps its training summary, which holds the session)
-    spark = spark.newSession()
+    spark = spark if is_connect(spark) else spark.newSession()   # (a Connect session has no such JVM state)
     if record.classes != classes:
         raise ModelNotFoundError(f"{record.model_name} v{record.model_version} of '{record.registered_model}' "
                                  f"predicts {record.classes}, but dataset {spec.name} has classes {classes}: "

@@ -252,7 +252,7 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
         from credit_spark.ml.neural import require_backend
         require_backend(settings.neural_network.backend)
     if "xgboost" in settings.algorithms:
-        require_xgboost()
+        require_xgboost(spark)
     features, features_version = read_snapshot(spark, cfg, FEATURES)
     require_feature_columns(features, spec, features_version)
     labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))

@@ -1,27 +1,31 @@
 """The one place a SparkSession is built or reused.
 
-Three situations, one function:
+Four situations, one function:
 
 * a session already exists (Databricks, a notebook, a test fixture): reuse it, with the
   configured settings the running session can still take (the others are named in a warning);
 * the Python process was launched by ``spark-submit`` (the JVM is already up, its JARs and master
   chosen on the command line): build on that JVM, never re-download the Delta JARs;
 * a plain local run: configure Delta through ``configure_spark_with_delta_pip``, which asks Ivy to
-  fetch the Delta JAR matching the installed delta-spark from Maven Central once and caches it.
+  fetch the Delta JAR matching the installed delta-spark from Maven Central once and caches it;
+* a Spark Connect server is named (``spark.remote``, ``--remote``, ``SPARK_REMOTE``): a client
+  session of it (:func:`connect_session`).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from pyspark.sql import SparkSession
 
 from credit_spark.config.loader import SparkSettings
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -58,10 +62,14 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     """Return the active SparkSession, or build one from ``settings`` with Delta Lake enabled."""
     active = SparkSession.getActiveSession()
     if active is not None:
-        logger.info("reusing the active Spark session (master %s)", active.sparkContext.master)
+        logger.info("reusing the active Spark session (%s)", "Spark Connect" if is_connect(active)
+                    else f"master {active.sparkContext.master}")
         apply_runtime_conf(active, settings.conf)
         return active
 
+    remote = settings.remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        return connect_session(remote, settings)
     builder = SparkSession.builder.appName(settings.app_name)
     for key, value in {**DELTA_CONF, **settings.conf}.items():
         builder = builder.config(key, value)
@@ -82,6 +90,48 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     spark.sparkContext.setLogLevel(settings.log_level)
     logger.info("Spark %s session started (master %s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+def connect_session(remote: str, settings: SparkSettings) -> SparkSession:
+    """A Spark Connect client session. For a ``local[N]`` remote pyspark starts a local server (a
+    JVM of its own), with Delta configured as for a classic local run; an ``sc://`` server was configured
+    by whoever started it (Delta's SQL extension and catalog, its JAR), so only the settings a
+    running session may change are applied, the others named in a warning."""
+    builder = SparkSession.builder.remote(remote).appName(settings.app_name)
+    if remote.startswith("local"):
+        from delta import configure_spark_with_delta_pip
+
+        for key, value in {**DELTA_CONF, **settings.conf}.items():
+            builder = builder.config(key, value)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        with warnings.catch_warnings():    # the client then tries to set them again: static, refused
+            warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
+            spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    else:
+        spark = builder.getOrCreate()
+        apply_runtime_conf(spark, settings.conf)
+    logger.info("Spark Connect session (Spark %s at %s)", spark.version, remote)
+    return spark
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """A Spark Connect client session (no JVM, no SparkContext, no RDDs on this side)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def in_session(spark: SparkSession, fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` for another thread (a thread pool fitting models in parallel), with ``spark`` as that
+    thread's active session. A Spark Connect client's active session is per thread, and pyspark.ml
+    looks it up for every call to a fitted model on the server (a forest's trees ...): in a new
+    thread it finds none and fails. A classic session is shared by every thread already."""
+    if not is_connect(spark):
+        return fn
+
+    def run(*args, **kwargs) -> R:
+        # no public setter: the builder's getOrCreate sets it only for the session it creates
+        type(spark)._set_default_and_active_session(spark)
+        return fn(*args, **kwargs)
+    return run
 
 
 def apply_runtime_conf(spark: SparkSession, conf: dict[str, str]) -> dict[str, str]:

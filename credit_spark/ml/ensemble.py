@@ -126,7 +126,7 @@ class _EnsembleWriter(MLWriter):
         self.instance = instance
 
     def saveImpl(self, path: str) -> None:
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc,
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
                                          extraMetadata={"members": len(self.instance.members)})
         for i, member in enumerate(self.instance.members):
             member.write().overwrite().save(os.path.join(path, "members", str(i)))
@@ -138,7 +138,7 @@ class _EnsembleReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> StackedEnsembleModel:
-        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
+        metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)   # a session: also on Spark Connect
         instance = self.cls()
         DefaultParamsReader.getAndSetParams(instance, metadata)
         members = [PipelineModel.load(os.path.join(path, "members", str(i))) for i in range(metadata["members"])]

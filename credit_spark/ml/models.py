@@ -12,11 +12,11 @@ import re
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from credit_spark.config.loader import DatasetSpec, TrainSettings
-from credit_spark.lake.session import spark_schedules_gpus
+from credit_spark.lake.session import is_connect, spark_schedules_gpus
 from credit_spark.ml.introspection import (FEATURES_RAW, fitted_classifier, tree_importances,  # noqa: F401
                                         vector_slot_names)
 from credit_spark.ml.scorecard import Scorecard, ScorecardModel
@@ -67,7 +67,7 @@ MAX_XGBOOST_WORKERS = 32
 XGBOOST_HELP = "install it with `pip install 'xgboost>=3.0,<4'` (a dependency of credit_spark since 0.2)"
 
 
-def require_xgboost() -> None:
+def require_xgboost(spark: SparkSession | None = None) -> None:
     """Stop before any work when algorithm ``xgboost`` is chosen but cannot be imported."""
     from credit_spark.errors import ConfigError
 
@@ -76,6 +76,10 @@ def require_xgboost() -> None:
     except ImportError as exc:
         raise ConfigError(f"train.algorithms includes xgboost but it cannot be imported ({exc}): {XGBOOST_HELP}") \
             from exc
+    if spark is not None and is_connect(spark):
+        raise ConfigError("train.algorithms includes xgboost, which needs a classic Spark session: xgboost.spark "
+                          "trains in RDD barrier stages, which Spark Connect does not offer. Train without --remote, "
+                          "or leave xgboost out (--env connect)")
 
 
 def xgboost_workers(setting, spark) -> int:

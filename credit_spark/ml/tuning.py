@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.config.loader import CalibrationSettings, TuningSettings
+from credit_spark.lake.session import in_session
 from credit_spark.ml.calibration import ProbabilityCalibrator
 from credit_spark.ml.metrics import CONFUSION_METRICS, confusion_matrix, confusion_metrics, evaluate
 from credit_spark.ml.models import CLASS_WEIGHT, param_grid, params_as_settings
@@ -166,7 +167,7 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
             model = pipeline.copy(param_map).fit(train)
             return model, evaluator.evaluate(model.transform(validation))
         with ThreadPoolExecutor(max_workers=min(tuning.parallelism, len(grid))) as pool:
-            results = list(pool.map(fit_and_score, grid))
+            results = list(pool.map(in_session(train.sparkSession, fit_and_score), grid))
         scores = [score for _, score in results]
         model = results[scores.index(pick(scores))][0]
     best = grid[scores.index(pick(scores))]
@@ -211,7 +212,8 @@ def fit_kfold(pipeline: Pipeline, algorithm: str, settings, data: DataFrame, eva
                 rounds[i].append(boosting_rounds(m))
         else:
             with ThreadPoolExecutor(max_workers=min(settings.tuning.parallelism, len(maps))) as pool:
-                models = list(pool.map(lambda pm: pipeline.copy(pm).fit(fit_rows), maps))
+                fit = in_session(data.sparkSession, lambda pm: pipeline.copy(pm).fit(fit_rows))
+                models = list(pool.map(fit, maps))
         for i, m in enumerate(models):
             parts[i].append(m.transform(held).select(*keep, "prediction", "probability"))
     # the union has every fold's partitions: coalesced, or each pass over it (an MLlib iteration of

@@ -234,12 +234,35 @@ def resolve(cfg: Config, choice: str = "champion") -> ModelRecord:
 def load_model(cfg: Config, model: ModelRecord) -> PipelineModel:
     """Load a registered pipeline; a missing or unreadable one fails naming it."""
     import mlflow.spark
+    from pyspark.sql.utils import is_remote
 
     try:
+        if is_remote():
+            return load_through_connect(cfg, model)
         return mlflow.spark.load_model(model.uri, dfs_tmpdir=dfs_tmpdir(cfg))
     except Exception as exc:  # MLflow / Py4J / IO errors vary by store; the message is what matters
         raise ModelNotFoundError(f"cannot load model {model.model_name} ({model.uri}) from "
                                  f"{tracking_uri(cfg)}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_through_connect(cfg: Config, model: ModelRecord) -> PipelineModel:
+    """On a Spark Connect client MLflow's Spark flavor cannot load (it copies the model through
+    the driver's JVM, which the client does not have): download the model's files, next to the
+    lake where the lake is a local folder (which the server reads anyway), and load its saved
+    pipeline from there, on the server; the copy is removed once loaded."""
+    import shutil
+    import tempfile
+    import uuid
+
+    import mlflow
+
+    target = Path(dfs_tmpdir(cfg) or tempfile.gettempdir()) / f"connect-{uuid.uuid4().hex}"
+    target.mkdir(parents=True)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(model.uri, dst_path=str(target)))
+        return PipelineModel.load(str((local / "sparkml").resolve()))
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def download_artifacts(run_id: str, path: str, dst: str | os.PathLike[str]) -> Path:

@@ -188,7 +188,7 @@ def clean_columns(spec: DatasetSpec) -> Transform:
                 exprs[part] = F.nullif(F.regexp_extract(text, rule.pattern, group), F.lit(""))
         for name in spec.categorical:
             exprs[name] = clean_text(F.col(name), ph)
-        return df.withColumns(exprs)
+        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
     return transform
 
 
@@ -230,7 +230,7 @@ def repair_stable(spec: DatasetSpec) -> Transform:
             else:
                 near = F.abs(F.col(name) - mode) <= rule.tolerance
                 exprs[name] = F.when(F.col(name).isNotNull() & near, F.col(name)).otherwise(mode)
-        return df.withColumns(exprs)
+        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
     return transform
 
 
@@ -265,7 +265,7 @@ def with_history(spec: DatasetSpec) -> Transform:
             exprs[f"{name}__mean{k}"] = F.avg(F.col(name)).over(earlier)
             exprs[f"{name}__max{k}"] = F.max(F.col(name)).over(earlier)
             exprs[f"{name}__history"] = F.count(F.col(name)).over(earlier).cast("double")
-        return df.withColumns(exprs)
+        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
     return transform
 
 
