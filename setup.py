@@ -29,8 +29,9 @@ with open(os.path.join(HERE, "credit_spark", "_version.py"), encoding="utf-8") a
 
 #: the pairs Delta supports for Spark 4 (delta-spark 4.0 is built for Spark 4.0; 4.1+ for 4.0-4.2)
 SPARK = ["pyspark>=4.0.1,<4.3", "delta-spark>=4.0.1,<4.5"]
-#: what pyspark's `connect` extra adds (named here: the extra would pull pyspark itself in)
-CONNECT = ["grpcio>=1.67", "grpcio-status>=1.67", "googleapis-common-protos>=1.65"]
+#: what pyspark's `connect` extra adds, zstandard from Spark 4.2 on (named here: the extra would
+#: pull pyspark itself in)
+CONNECT = ["grpcio>=1.67", "grpcio-status>=1.67", "googleapis-common-protos>=1.65", "zstandard>=0.25"]
 
 setup(
     name="credit_spark",
