@@ -43,7 +43,7 @@ from credit_spark.ml.ensemble import (CombinerChoice, candidate_label, choose_co
 from credit_spark.ml.metrics import ModelMetrics
 from credit_spark.ml.metrics import evaluate as metrics_evaluate
 from credit_spark.ml.models import (LABEL_INDEX, balanced_weights, build_pipeline, fitted_classifier, importance,
-                                 require_xgboost, with_class_weights)
+                                 require_connect_training, require_xgboost, with_class_weights)
 from credit_spark.ml.reasons import (ReasonCodesModel, contribution_reasons, linear_reasons, points_reasons,
                                   used_features)
 from credit_spark.ml.scorecard import ScorecardModel
@@ -250,9 +250,10 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
     experiment_id = registry.configure(cfg)        # a wrong tracking config fails before any work
     if "neural_network" in settings.algorithms:    # so does a backend that is not installed
         from credit_spark.ml.neural import require_backend
-        require_backend(settings.neural_network.backend)
+        require_backend(settings.neural_network.backend, spark)
     if "xgboost" in settings.algorithms:
         require_xgboost(spark)
+    require_connect_training(spark)                 # so does a Connect server that cannot keep the models
     features, features_version = read_snapshot(spark, cfg, FEATURES)
     require_feature_columns(features, spec, features_version)
     labelled = features.where(F.col(LABEL).isNotNull()).transform(with_label_index(classes))

@@ -82,6 +82,31 @@ def require_xgboost(spark: SparkSession | None = None) -> None:
                           "or leave xgboost out (--env connect)")
 
 
+#: the first Spark whose Connect server keeps fitted models by memory (offloading to disk), not by count
+CONNECT_TRAIN_MIN_SPARK = (4, 1)
+
+
+def require_connect_training(spark: SparkSession) -> None:
+    """Stop before any work when ``train`` runs through a Spark Connect server that cannot hold its
+    models. Spark 4.0's server keeps at most 100 fitted objects per session (a random forest takes
+    about one per tree) and drops the least recently used; k-fold tuning fits hundreds and reads
+    them again later, so the run fails midway with ``CONNECT_ML.CACHE_INVALID``. Spark 4.1+
+    bounds the cache by memory, offloads to disk, and frees a model with its last client reference."""
+    from credit_spark.errors import ConfigError
+
+    if not is_connect(spark):
+        return
+    version = spark.version          # the server's
+    major_minor = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if major_minor < CONNECT_TRAIN_MIN_SPARK:
+        raise ConfigError(
+            f"train through Spark Connect needs a Spark 4.1 or newer server; this one runs Spark {version}, "
+            "whose Connect ML cache keeps at most 100 fitted objects (a random forest takes about one per "
+            "tree) and evicts those tuning still needs (CONNECT_ML.CACHE_INVALID). Train with a classic "
+            "session (without --remote: spark-submit, a job cluster, a local run) or through a 4.1+ server, "
+            "then score through Connect")
+
+
 def xgboost_workers(setting, spark) -> int:
     """``num_workers``: the configured count, or the executors' task slots for "auto"."""
     if setting != "auto":

@@ -45,10 +45,11 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol,
                                      HasSeed, HasValidationIndicatorCol, HasWeightCol)
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from credit_spark.errors import ConfigError, NoRecordsError
+from credit_spark.lake.session import is_connect
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ HOROVOD_HELP = ("install it with `scripts/build_horovod.sh` (or `scripts/setup.s
 TORCH_HELP = "install the neural-network extra: `scripts/setup.sh nn` (pip install -e '.[nn]')"
 
 
-def require_backend(backend: str) -> None:
+def require_backend(backend: str, spark: SparkSession | None = None) -> None:
     """Stop before any work when the chosen backend cannot run here, saying how to install it."""
     if backend not in BACKENDS:
         raise ConfigError(f"train.neural_network.backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -76,6 +77,10 @@ def require_backend(backend: str) -> None:
         except ImportError as exc:
             raise ConfigError(f"train.neural_network.backend is 'horovod' but Horovod is not installed "
                               f"({exc}): {HOROVOD_HELP}") from exc
+        if spark is not None and is_connect(spark):
+            raise ConfigError("train.neural_network.backend is 'horovod', which needs a classic Spark session "
+                              "(horovod.spark.run starts its workers through the SparkContext, which a Spark Connect "
+                              "client has not): use backend torch_distributor, or train without --remote")
 
 
 def torch_available() -> bool:
@@ -206,8 +211,8 @@ class TorchClassifier(Estimator, _TorchParams, HasWeightCol, HasValidationIndica
         from credit_spark.ml.torch_net import LR_SCHEDULES, FitParams, NetSpec, auto_batch_size
 
         backend = self.getOrDefault("backend")
-        require_backend(backend)
         spark = dataset.sparkSession
+        require_backend(backend, spark)
         processes = self.getOrDefault("numProcesses")
         first = dataset.select(F.size(vector_to_array(F.col(self.getFeaturesCol())))).first()
         if first is None:
