@@ -35,6 +35,7 @@ SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 # guards against a hung server or client, not speed targets
 START_TIMEOUT_S = 300
 COMMAND_TIMEOUT_S = 900
+TRAIN_TIMEOUT_S = 2400
 
 
 def _free_port() -> int:
@@ -51,11 +52,11 @@ def connect_server(tmp_path_factory):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     env.pop("SPARK_REMOTE", None)
     confs = {**DELTA_CONF, "spark.connect.grpc.binding.address": "127.0.0.1",
-             "spark.connect.grpc.binding.port": str(port), "spark.ui.enabled": "false",
+             "spark.connect.grpc.binding.port": str(port), "spark.ui.enabled": "false", "spark.log.level": "WARN",
              "spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(work / "warehouse"),
              "spark.driver.extraJavaOptions": f"-Dderby.system.home={work}"}
     # the driver is the executor here, and Spark 4.2's ML cache keeps fitted models on its heap
-    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--driver-memory", "3g",
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--driver-memory", "4g",
                "--packages", delta_maven_coordinate(), "--class", SERVER_CLASS,
                *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")], "spark-internal"]
     log = open(work / "server.log", "w")
@@ -80,11 +81,11 @@ def connect_server(tmp_path_factory):
         log.close()
 
 
-def client(remote: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
+def client(remote: str, *args: str, expect: int = 0, timeout: int = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
     """One CLI command as a Spark Connect client, in a fresh process."""
     env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}
     proc = subprocess.run([sys.executable, "-m", "credit_spark.cli", "--env", "connect", "--remote", remote, *args],
-                          capture_output=True, text=True, env=env, timeout=COMMAND_TIMEOUT_S, cwd=ROOT)
+                          capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     assert proc.returncode == expect, f"{args}: {proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -135,7 +136,7 @@ def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_ser
         # the model: trained by a classic session (this process), as a Databricks job cluster would
         assert main([*common, "--conf", str(small), "train"]) == 0
     else:
-        trained = client(remote, *common, "--conf", str(small), "train")
+        trained = client(remote, *common, "--conf", str(small), "train", timeout=TRAIN_TIMEOUT_S)
         assert "random_forest: validation" in trained.stderr and "promoted" in trained.stdout
 
     for _ in range(2):                                          # a rerun of the night: same rows

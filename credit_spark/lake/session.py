@@ -13,6 +13,7 @@ Four situations, one function:
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -111,6 +112,9 @@ def connect_session(remote: str, settings: SparkSettings) -> SparkSession:
         spark = builder.getOrCreate()
         apply_runtime_conf(spark, settings.conf)
     logger.info("Spark Connect session (Spark %s at %s)", spark.version, remote)
+    # released before the interpreter tears down: pyspark 4.1+ frees each fitted model on the
+    # server from its finaliser, and a finaliser that calls the server during shutdown waits forever
+    atexit.register(spark.stop)
     return spark
 
 
