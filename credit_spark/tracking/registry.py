@@ -12,15 +12,17 @@ moves only by the promotion rule in :mod:`credit_spark.jobs.train`.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pyspark.ml import PipelineModel
+from pyspark.sql.utils import is_remote
 
 from credit_spark._version import __version__
 from credit_spark.config.loader import ENSEMBLE, MODEL_NAMES, Config, registered_model_base
@@ -141,15 +143,48 @@ def log_spark_model(model: PipelineModel, algorithm: str, cfg: Config, tags: dic
 
     name = registered_model_name(cfg)
     wheel = own_wheel()
-    info = mlflow.spark.log_model(model, algorithm, registered_model_name=name, signature=signature,
-                                  pip_requirements=model_requirements(algorithm, cfg.train.algorithms, wheel),
-                                  code_paths=[str(wheel)] if wheel else None, dfs_tmpdir=dfs_tmpdir(cfg),
-                                  await_registration_for=60)
+    with staged_by_the_server() if is_remote() else contextlib.nullcontext():
+        info = mlflow.spark.log_model(model, algorithm, registered_model_name=name, signature=signature,
+                                      pip_requirements=model_requirements(algorithm, cfg.train.algorithms, wheel),
+                                      code_paths=[str(wheel)] if wheel else None, dfs_tmpdir=dfs_tmpdir(cfg),
+                                      await_registration_for=60)
     version = int(info.registered_model_version)
     c = client()
     for key, value in {**tags, ALGORITHM_TAG: algorithm}.items():
         c.set_model_version_tag(name, str(version), key, value)
     return version
+
+
+@contextlib.contextmanager
+def staged_by_the_server() -> Iterator[None]:
+    """MLflow's Spark flavor on a Spark Connect client. It has the model saved to ``dfs_tmpdir``
+    (the server writes it: beside the lake when the lake is local) and then copies that folder into
+    the MLflow model through the driver's JVM (Hadoop's FileSystem), which a Connect client has not.
+    Here that copy is a move of the folder, which must be visible to this client too (a local lake,
+    or a shared mount): otherwise the error says so."""
+    import shutil
+
+    import mlflow.spark
+
+    hadoop = getattr(mlflow.spark, "_HadoopFileSystem", None)
+    if hadoop is None or "copy_to_local_file" not in vars(hadoop):
+        raise ConfigError(f"MLflow {mlflow.__version__}'s Spark flavor changed: it cannot log a model "
+                          "from a Spark Connect client here; train with a classic session")
+    original = vars(hadoop)["copy_to_local_file"]
+
+    def move(cls, src: str, dst: str, remove_src: bool) -> None:
+        staged = Path(src.removeprefix("file:"))
+        if not staged.is_dir():
+            raise ConfigError(f"the Spark Connect server saved the model to {src}, which this client cannot "
+                              "see: keep the lake on a filesystem both share (lake.root), or train with a "
+                              "classic session")
+        (shutil.move if remove_src else shutil.copytree)(str(staged), dst)
+
+    hadoop.copy_to_local_file = classmethod(move)
+    try:
+        yield
+    finally:
+        hadoop.copy_to_local_file = original
 
 
 def model_requirements(algorithm: str, cfg_algorithms: list[str] | tuple[str, ...] = (),
