@@ -122,14 +122,18 @@ def fit_tuned(pipeline: Pipeline, algorithm: str, settings, train: DataFrame, va
     weight = CLASS_WEIGHT if CLASS_WEIGHT in train.columns else None
     if algorithm == "xgboost":          # early stopping on the validation split for every grid point
         candidates = fit_with_validation(pipeline, train, validation, evaluator.getLabelCol(), weight, grid)
-        scores = [evaluator.evaluate(m.transform(validation)) for m in candidates]
-        best = scores.index(pick(scores))
+        # a single candidate has nothing to be picked against: no prediction pass over validation for it
+        scores = [evaluator.evaluate(m.transform(validation)) for m in candidates] if grid else [float("nan")]
+        best = scores.index(pick(scores)) if grid else 0
         rounds = [boosting_rounds(m) for m in candidates]
         table = [{"params": {**params_as_settings(pm), "rounds": r}, "metric": float(sc)}
                  for pm, r, sc in zip(grid or [{}], rounds, scores)]
         best_params = {**params_as_settings((grid or [{}])[best]), "rounds": rounds[best]}
-        logger.info("%s: early stopping over %d grid point(s), best %s = %.4f with %s", algorithm,
-                    len(table), metric, scores[best], best_params)
+        if grid:
+            logger.info("%s: early stopping over %d grid points, best %s = %.4f with %s", algorithm,
+                        len(table), metric, scores[best], best_params)
+        else:
+            logger.info("%s: early stopping at %s", algorithm, best_params)
         return TuningResult(model=candidates[best], method="early_stopping" + (" + " + tuning.method if grid else ""),
                             metric_name=metric, best_params=best_params, grid=table if grid else [])
     if algorithm == "neural_network":   # every candidate stops early on the validation split
