@@ -3,6 +3,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from credit_spark.config.loader import DatasetSpec, LabelSpec, ListRule, NumericRule, PeriodSpec
+from credit_spark.transforms.columns import with_columns
 from credit_spark.transforms.features import (apply_range, build_features, clean_text, duration_months, list_count,
                                    parse_number, period_index)
 
@@ -115,3 +116,9 @@ def test_a_wide_spec_compiles_without_falling_back(spark):
         spark.conf.set("spark.sql.codegen.fallback", previous)
     assert out["x0"] is None and out["x4"] is None             # "-5_" is out of range, "NA" a placeholder
     assert out["x1"] == pytest.approx(-2.0) and out["x2"] == pytest.approx(1.0)
+
+
+def test_with_columns_adds_columns_and_leaves_a_frame_alone_when_there_are_none(spark):
+    df = spark.createDataFrame([(1,)], "a int")
+    assert with_columns(df, {}) is df            # no empty withColumns: Spark Connect refuses one
+    assertDataFrameEqual(with_columns(df, {"b": F.col("a") + 1}), spark.createDataFrame([(1, 2)], "a int, b int"))

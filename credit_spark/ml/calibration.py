@@ -53,6 +53,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.lake.sqltext import sql_double, sql_name
+from credit_spark.transforms.columns import with_columns
 from credit_spark.ml.stages import AfterPrediction
 
 METHODS = ("isotonic", "platt")
@@ -164,15 +165,14 @@ def with_segment_search(df: DataFrame, searches: dict[str, tuple[str, list[float
     into the next: its condition grows with 2^steps, i.e. with the number of boundaries, as the
     tree did (a step that read its input three times grew it with boundaries^1.58)."""
     plans = {name: (p, *_search_steps(boundaries)) for name, (p, boundaries) in searches.items()}
-    # (no empty withColumns: Spark Connect refuses one)
-    out = df.withColumns({name: F.lit(0) for name in plans}) if plans else df
+    out = with_columns(df, {name: F.lit(0) for name in plans})
     for depth in range(max((len(steps) for _, _, steps in plans.values()), default=0)):
         step = {}
         for name, (p, array, steps) in plans.items():
             if depth < len(steps):
                 lo = sql_name(name)
                 step[name] = F.expr(f"{lo} + {steps[depth]} * CAST(get({array}, {lo} + {steps[depth]}) <= {p} AS INT)")
-        out = out.withColumns(step) if step else out
+        out = with_columns(out, step)
     return out
 
 

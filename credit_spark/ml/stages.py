@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.lake.sqltext import sql_double, sql_name
+from credit_spark.transforms.columns import with_columns
 
 
 class AfterPrediction:
@@ -101,4 +102,4 @@ class MedianImputerModel(Model, _MedianImputerParams, DefaultParamsReadable, Def
         # SQL text: one parse per column instead of six Py4J calls per column (~70 columns)
         filled = {out: F.expr(f"coalesce(nanvl(CAST({sql_name(inp)} AS DOUBLE), NULL), {sql_double(values[inp])})")
                   for inp, out in zip(self.getInputCols(), self.getOutputCols())}
-        return dataset.withColumns(filled) if filled else dataset     # Spark Connect refuses an empty one
+        return with_columns(dataset, filled)

@@ -33,6 +33,7 @@ from credit_spark.config.catalog import (HISTORY_SUFFIXES, FeatureInfo, catalog_
                                   categorical_features, feature_catalog, list_item_column, numeric_features, slug)
 from credit_spark.config.spec import MONTH_NAMES, DatasetSpec, NumericRule, PeriodSpec
 from credit_spark.errors import ConfigError, MissingColumnError
+from credit_spark.transforms.columns import with_columns
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -188,7 +189,7 @@ def clean_columns(spec: DatasetSpec) -> Transform:
                 exprs[part] = F.nullif(F.regexp_extract(text, rule.pattern, group), F.lit(""))
         for name in spec.categorical:
             exprs[name] = clean_text(F.col(name), ph)
-        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
+        return with_columns(df, exprs)
     return transform
 
 
@@ -230,7 +231,7 @@ def repair_stable(spec: DatasetSpec) -> Transform:
             else:
                 near = F.abs(F.col(name) - mode) <= rule.tolerance
                 exprs[name] = F.when(F.col(name).isNotNull() & near, F.col(name)).otherwise(mode)
-        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
+        return with_columns(df, exprs)
     return transform
 
 
@@ -265,7 +266,7 @@ def with_history(spec: DatasetSpec) -> Transform:
             exprs[f"{name}__mean{k}"] = F.avg(F.col(name)).over(earlier)
             exprs[f"{name}__max{k}"] = F.max(F.col(name)).over(earlier)
             exprs[f"{name}__history"] = F.count(F.col(name)).over(earlier).cast("double")
-        return df.withColumns(exprs) if exprs else df     # Spark Connect refuses an empty one
+        return with_columns(df, exprs)
     return transform
 
 
