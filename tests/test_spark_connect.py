@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 from credit_spark.cli import main
 from credit_spark.lake.session import DELTA_CONF, delta_maven_coordinate
 from credit_spark.lake.tables import FEATURES, QUARANTINE, RAW_RECORDS, RUNS, SCORES
+from credit_spark.ml.models import CONNECT_TRAIN_MIN_SPARK
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("grpc", reason="the Spark Connect client needs gRPC: pip install 'credit_spark[connect]'")
@@ -90,13 +92,11 @@ def client(remote: str, *args: str, expect: int = 0, timeout: int = COMMAND_TIME
     return proc
 
 
-def server_version(remote: str) -> tuple[int, int]:
-    """The server's Spark (major, minor), asked by a client in a process of its own."""
-    answer = subprocess.run([sys.executable, "-c", "import sys; from pyspark.sql import SparkSession; "
-                             "print(SparkSession.builder.remote(sys.argv[1]).getOrCreate().version)", remote],
-                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=True)
-    major, minor = answer.stdout.strip().splitlines()[-1].split(".")[:2]
-    return int(major), int(minor)
+def server_version(client_log: str) -> tuple[int, ...]:
+    """The server's Spark (major, minor), from the line a client logs when it connects."""
+    found = re.search(r"Spark Connect session \(Spark (\d+)\.(\d+)", client_log)
+    assert found, client_log[-2000:]
+    return tuple(int(part) for part in found.groups())
 
 
 def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_server, tmp_path):
@@ -113,6 +113,7 @@ def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_ser
     for source in (labelled, later, str(bad), labelled):         # the last: a re-ingest adds nothing
         ingested = client(remote, *common, "ingest", "--input", source)
         assert "remote sc://" in ingested.stderr and "Spark Connect session" in ingested.stderr
+    version = server_version(ingested.stderr)
     client(remote, *common, "features")
 
     # xgboost cannot train there: the command stops before any work, saying why
@@ -129,7 +130,7 @@ def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_ser
 
     small = tmp_path / "small.yaml"
     small.write_text("train:\n  algorithms: [logistic_regression, random_forest, scorecard]\n  selection:\n    folds: 3\n")
-    if server_version(remote) < (4, 1):
+    if version < CONNECT_TRAIN_MIN_SPARK:
         # a 4.0 server cannot keep tuning's models: the command stops before any work, saying why
         refused = client(remote, *common, "--conf", str(small), "train", expect=2)
         assert "needs a Spark 4.1 or newer server" in refused.stderr and "CACHE_INVALID" in refused.stderr
