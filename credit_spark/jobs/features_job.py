@@ -27,7 +27,8 @@ from credit_spark._version import __version__
 from credit_spark.config.loader import Config
 from credit_spark.config.spec import DatasetSpec
 from credit_spark.errors import NoRecordsError
-from credit_spark.lake.tables import (FEATURES, RAW_RECORDS, current_version, history, overwrite_table,
+from credit_spark.lake.sqltext import sql_string
+from credit_spark.lake.tables import (FEATURES, RAW_RECORDS, current_version, latest_commit, overwrite_table,
                                       read_changes, read_snapshot, read_table, replace_where, rows_written,
                                       table_exists)
 from credit_spark.transforms.features import PERIOD, build_features, period_index
@@ -60,9 +61,8 @@ def build_fingerprint(spec: DatasetSpec) -> str:
 
 def last_build(spark: SparkSession, path: str) -> dict | None:
     """The tag of the table's latest features build: ``{"raw_version": n, "fingerprint": s}``."""
-    row = (history(spark, path, BUILD_SEARCH_DEPTH)
-           .where(F.col("userMetadata").startswith(BUILD_TAG))
-           .orderBy(F.col("version").desc()).select("userMetadata").first())
+    row = latest_commit(spark, path, BUILD_SEARCH_DEPTH, f"startswith(userMetadata, {sql_string(BUILD_TAG)})",
+                        "userMetadata")
     if row is None:
         return None
     try:

@@ -21,7 +21,8 @@ from typing import Callable, TypeVar
 
 from delta.exceptions import DeltaConcurrentModificationException
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from credit_spark.config.loader import Config
@@ -76,6 +77,12 @@ def history(spark: SparkSession, ref: str, limit: int) -> DataFrame:
     """The table's latest ``limit`` commits, newest first (version, operation, userMetadata,
     operationMetrics ...): read from its log, no scan of the data."""
     return spark.sql(f"DESCRIBE HISTORY {sql_ref(ref)} LIMIT {int(limit)}")
+
+
+def latest_commit(spark: SparkSession, ref: str, depth: int, condition: str, *columns: str) -> Row | None:
+    """``columns`` of the newest of the table's last ``depth`` commits that meet the SQL
+    ``condition`` (on its history: version, userMetadata, ...), or None."""
+    return history(spark, ref, depth).where(condition).orderBy(F.col("version").desc()).select(*columns).first()
 
 
 def delete_where(spark: SparkSession, ref: str, predicate: str) -> None:
@@ -279,8 +286,7 @@ def column_ddl(field: T.StructField) -> str:
 
 def commit_tagged(spark: SparkSession, path: str, user_metadata: str) -> tuple[int, dict[str, str]]:
     """(version, operation metrics) of the latest commit tagged with ``user_metadata``."""
-    row = (history(spark, path, 50).where(f"userMetadata = {sql_string(user_metadata)}")
-           .orderBy("version", ascending=False).select("version", "operationMetrics").first())
+    row = latest_commit(spark, path, 50, f"userMetadata = {sql_string(user_metadata)}", "version", "operationMetrics")
     if row is None:
         raise TableNotFoundError(f"no commit tagged {user_metadata} in the last 50 versions of {path}")
     return int(row[0]), dict(row[1] or {})
