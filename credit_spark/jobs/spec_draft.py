@@ -240,7 +240,6 @@ def draft_spec(profile: Profile, name: str) -> Draft:
     """The spec (as YAML-ready data) and the notes to write beside it."""
     notes: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    cols = {p.name: p for p in profile.columns}
     key = {p.name: canonical(p.name) for p in profile.columns}
     rows = profile.rows
     spec: dict = {"name": name}
