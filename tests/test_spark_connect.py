@@ -134,8 +134,11 @@ def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_ser
         # a 4.0 server cannot keep tuning's models: the command stops before any work, saying why
         refused = client(remote, *common, "--conf", str(small), "train", expect=2)
         assert "needs a Spark 4.1 or newer server" in refused.stderr and "CACHE_INVALID" in refused.stderr
-        # the model: trained by a classic session (this process), as a Databricks job cluster would
-        assert main([*common, "--conf", str(small), "train"]) == 0
+        # the model: trained by a classic session (this process), as a Databricks job cluster would;
+        # two models and no k-fold, as only its scoring through the server is tested from here
+        classic = tmp_path / "classic.yaml"
+        classic.write_text("train:\n  algorithms: [logistic_regression, scorecard]\n  selection:\n    method: holdout\n")
+        assert main([*common, "--conf", str(classic), "train"]) == 0
     else:
         trained = client(remote, *common, "--conf", str(small), "train", timeout=TRAIN_TIMEOUT_S)
         assert "random_forest: validation" in trained.stderr and "promoted" in trained.stdout
