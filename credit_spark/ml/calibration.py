@@ -53,8 +53,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from credit_spark.lake.sqltext import sql_double, sql_name
-from credit_spark.transforms.columns import with_columns
 from credit_spark.ml.stages import AfterPrediction
+from credit_spark.transforms.columns import with_columns
 
 METHODS = ("isotonic", "platt")
 EPS = 1e-6
