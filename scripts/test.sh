@@ -5,7 +5,8 @@
 #   scripts/test.sh -m unit          # the quick subset
 #   TEST_WORKERS=0 scripts/test.sh   # one process (pytest-xdist off)
 # Two workers (pytest-xdist, --dist loadfile: a file's module fixtures are built once) overlap one
-# file's waits (JVM starts, subprocesses, py4j round trips, MLflow) with another's computing.
+# file's waits (JVM starts, subprocesses, py4j round trips, MLflow) with another's computing. Files
+# go out in tests/conftest.py's order, the costliest first (--no-loadscope-reorder keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,nn,horovod,bench
@@ -14,7 +15,7 @@ WORKERS="${TEST_WORKERS:-2}"
 if [ "$WORKERS" = 0 ]; then
   .venv/bin/python -m pytest "$@"
 else
-  .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
+  .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
 fi
 status=$?
 set -e

@@ -11,7 +11,8 @@ from credit_spark.cli import main
 pytestmark = pytest.mark.e2e
 SPEC_DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 CHEAP = "train:\n  algorithms: [logistic_regression, scorecard]\n  selection: {method: holdout}\n" \
-        "  tuning: {method: none}\n  comparison: {bootstrap_samples: 200}\n"
+        "  tuning: {method: none}\n  comparison: {bootstrap_samples: 200}\n" \
+        "  calibration: {method: none}\n  ensemble: {enabled: false}\n"   # the spec is under test
 
 
 def doc_block(after: str, language: str) -> str:

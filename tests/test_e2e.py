@@ -31,9 +31,11 @@ def lake_after_demo(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     lake, labelled, later = str(base / "lake"), str(base / "labelled"), str(base / "september")
     small_rf = base / "small.yaml"
-    small_rf.write_text("train:\n  random_forest:\n    num_trees: 5\n    max_depth: 4\n"
-                        "  xgboost:\n    n_estimators: 60\n    grid: {}\n"
-                        "  selection:\n    folds: 3\n")   # auto: 3-fold out of fold on this small data
+    # the CLI's stages are under test here, not the model search: three models on one validation
+    # split (k-fold, grids and XGBoost are test_tuning's and test_xgboost's)
+    small_rf.write_text("train:\n  algorithms: [logistic_regression, random_forest, scorecard]\n"
+                        "  random_forest:\n    num_trees: 5\n    max_depth: 4\n    grid: {}\n"
+                        "  selection:\n    method: holdout\n  ensemble:\n    enabled: false\n")
     common = ["--lake", lake, "--conf", str(small_rf)]
     assert cli("generate", "--rows", "1200", "--seed", "11", "--out", labelled) == 0
     assert cli("generate", "--rows", "150", "--seed", "11", "--months", "1", "--start-month", "9",

@@ -50,7 +50,7 @@ def test_german_credit_spec_trains_and_scores(spark, cfg, shared_data):
     german = load_config([str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf" / "german.yaml")],
                          lake=cfg.lake.root)
     # The schema is under test, not the model search: one validation split, no grids (k-fold
-    # selection and grids run in test_e2e and test_tuning; the full German run is
+    # selection and grids run in test_tuning and test_train_score; the full German run is
     # scripts/evaluate_real_sample.sh german).
     t = german.train
     german = dataclasses.replace(german, spark=cfg.spark, train=dataclasses.replace(
@@ -87,7 +87,8 @@ def _draft_and_train(spark, cfg, tmp_path, sample, label: str, inputs: list):
     overlay = tmp_path / "my.yaml"           # the cheap end of the config: the spec is under test
     overlay.write_text(f"dataset: {spec_path}\ntrain:\n  algorithms: [logistic_regression, scorecard]\n"
                        "  selection: {method: holdout}\n  tuning: {method: none}\n"
-                       "  comparison: {bootstrap_samples: 200}\n")
+                       "  comparison: {bootstrap_samples: 200}\n  calibration: {method: none}\n"
+                       "  ensemble: {enabled: false}\n")
     drafted = dataclasses.replace(load_config([str(overlay)], env="local", lake=cfg.lake.root), spark=cfg.spark)
     for path in inputs:
         result = ingest(spark, drafted, str(path))

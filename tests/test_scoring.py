@@ -39,6 +39,7 @@ train:
   tuning: {method: none}
   selection: {method: holdout}
   comparison: {bootstrap_samples: 200}
+  ensemble: {enabled: false}
 """
 SEPTEMBER, AUGUST, JULY = date(2026, 9, 30), date(2026, 8, 31), date(2026, 7, 31)
 

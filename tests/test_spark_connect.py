@@ -137,7 +137,8 @@ def test_the_nightly_path_runs_through_a_spark_connect_server(spark, connect_ser
         # the model: trained by a classic session (this process), as a Databricks job cluster would;
         # two models and no k-fold, as only its scoring through the server is tested from here
         classic = tmp_path / "classic.yaml"
-        classic.write_text("train:\n  algorithms: [logistic_regression, scorecard]\n  selection:\n    method: holdout\n")
+        classic.write_text("train:\n  algorithms: [logistic_regression, scorecard]\n  selection: {method: holdout}\n"
+                           "  calibration: {method: none}\n  ensemble: {enabled: false}\n")
         assert main([*common, "--conf", str(classic), "train"]) == 0
     else:
         trained = client(remote, *common, "--conf", str(small), "train", timeout=TRAIN_TIMEOUT_S)

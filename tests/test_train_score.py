@@ -14,7 +14,7 @@ from credit_spark.jobs.generate import generate_records
 from credit_spark.jobs.scoring import probability_column, score_run_date
 from credit_spark.jobs.train import LABEL_INDEX, decide_promotion, evaluate, train
 from credit_spark.lake.tables import FEATURES, SCORES, overwrite_table, table_exists
-from credit_spark.ml.metrics import equal_count_bands
+from credit_spark.ml.metrics import equal_count_bands, log_loss_and_auc
 from credit_spark.report import load_results
 from credit_spark.tracking import registry
 from credit_spark.tracking.wheel import own_wheel
@@ -170,6 +170,25 @@ def test_probability_metrics_by_hand(spark):
     assert m.ks == pytest.approx(0.5)
     assert m.log_loss == pytest.approx(-(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4)
     assert m.brier == pytest.approx(2 * (0.1 ** 2 + 0.4 ** 2 + 0.65 ** 2 + 0.2 ** 2) / 4)
+    # choosing a calibration measures just these two, in one job: the same values
+    assert log_loss_and_auc(df, 2, LABEL_INDEX) == (pytest.approx(m.log_loss), pytest.approx(0.75), 4)
+
+
+def test_log_loss_and_auc_equal_the_full_evaluation_on_three_classes(spark):
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(300):
+        p = rng.dirichlet([1.0, 2.0, 1.5])
+        y = int(rng.choice(3, p=0.5 * p + 0.5 / 3))        # labels related to the scores, not equal to them
+        rows.append((float(y), float(np.argmax(p)), Vectors.dense(p.tolist())))
+    rows.append((0.0, 0.0, Vectors.dense([0.0, 1.0, 0.0])))  # a zero probability for the truth: log-loss floored
+    df = spark.createDataFrame(rows, [LABEL_INDEX, "prediction", "probability"])
+    m = evaluate(df, ["A", "B", "C"])
+    loss, auc, n = log_loss_and_auc(df, 3, LABEL_INDEX)
+    assert (loss, auc, n) == (pytest.approx(m.log_loss, rel=1e-12), pytest.approx(m.auc, rel=1e-12), 301)
+    assert 0.5 < auc < 1 and loss > 1.0
+    with pytest.raises(NoRecordsError, match="no rows"):
+        log_loss_and_auc(df.limit(0), 3, LABEL_INDEX)
 
 
 def test_score_without_a_trained_model_fails_before_writing(spark, features_lake):

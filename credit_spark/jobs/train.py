@@ -222,8 +222,12 @@ def monitoring_baselines(fitted: dict[str, PipelineModel], reference: DataFrame,
     inputs = baseline_profile(reference, numeric_features(spec), categorical_features(spec), score_col=None)
     out = {}
     for name, model in fitted.items():
-        scored = model.transform(reference).transform(with_score_points(spec.label.classes, cfg.train.scorecard))
-        score = baseline_profile(scored, [], [], score_col=SCORE_POINTS)
+        scored = (model.transform(reference).transform(with_score_points(spec.label.classes, cfg.train.scorecard))
+                  .select(SCORE_POINTS).persist(StorageLevel.MEMORY_AND_DISK))   # one pass for edges and counts
+        try:
+            score = baseline_profile(scored, [], [], score_col=SCORE_POINTS)
+        finally:
+            scored.unpersist()
         out[name] = {**inputs, "features": {**inputs["features"], **score["features"]}}
     return out
 
@@ -355,15 +359,16 @@ def train(spark: SparkSession, cfg: Config) -> TrainResult:
             logger.info("%s of %s: validation %s %.4f; test %s", ENSEMBLE, list(stack_inputs), settings.primary_metric,
                         validation_metric[ENSEMBLE], {k: round(v, 4) for k, v in metrics[ENSEMBLE].headline().items()})
 
-        # explanations and monitoring baselines travel with each model
+        # monitoring baselines and explanations travel with each model (the baselines first: a
+        # score's distribution does not need its reasons computed)
+        baselines = monitoring_baselines(
+            fitted, monitoring_reference(validation_df, test_df, spec.period is not None), cfg)
         card = fitted_classifier(fitted[BASELINE]) if BASELINE in fitted else None
         for name in list(fitted):
             # uncoded output (for inspection) keeps a few candidates per reason; the scorer sets the
             # dataset's codes and score.max_reasons on the stage (ReasonCodesModel.with_codes)
             stage = reasons_stage(name, fitted[name], card, fit_rows, len(classes) - 1, 4 * cfg.score.max_reasons)
             fitted[name] = PipelineModel(stages=[*fitted[name].stages, stage])
-        baselines = monitoring_baselines(
-            fitted, monitoring_reference(validation_df, test_df, spec.period is not None), cfg)
 
         comparison: list[Difference] = []
         if BASELINE in fitted:

@@ -159,16 +159,45 @@ def _probability_quality(df: DataFrame, probability_col: str) -> tuple[float, fl
     return float(losses["log_loss"]), float(losses["brier"]), table, expected_calibration_error(table)
 
 
-def _class_histograms(df: DataFrame, probability_col: str, k: int) -> list[list[list[int]]]:
-    """counts[c][y][b]: rows of true class ``y`` whose probability of class ``c`` falls in bucket ``b``."""
+def _histogram_rows(df: DataFrame, probability_col: str, with_loss: bool = False) -> list:
+    """Rows (cls, b, y, count[, loss]): rows of true class ``y`` whose probability of class ``cls``
+    falls in bucket ``b``; ``loss`` sums the log-loss of those rows (over ``cls`` 0, so each row once)."""
     p = vector_to_array(F.col(probability_col))
     buckets = F.explode(F.transform(p, lambda x, i: F.struct(
         i.alias("cls"), F.least(F.floor(x * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int").alias("b"))))
-    hist = df.select("y", buckets.alias("h")).groupBy("h.cls", "h.b", "y").count().collect()
+    aggregates = [F.count(F.lit(1)).alias("count")]
+    columns = ["y", buckets.alias("h")]
+    if with_loss:
+        columns.append((-F.log(F.greatest(F.element_at(p, F.col("y") + 1), F.lit(EPS)))).alias("row_loss"))
+        aggregates.append(F.sum("row_loss").alias("loss"))
+    return df.select(*columns).groupBy("h.cls", "h.b", "y").agg(*aggregates).collect()
+
+
+def _counts(rows: list, k: int) -> list[list[list[int]]]:
     counts = [[[0] * HISTOGRAM_BINS for _ in range(k)] for _ in range(k)]
-    for r in hist:
+    for r in rows:
         counts[r["cls"]][r["y"]][r["b"]] += int(r["count"])
     return counts
+
+
+def _class_histograms(df: DataFrame, probability_col: str, k: int) -> list[list[list[int]]]:
+    """counts[c][y][b]: rows of true class ``y`` whose probability of class ``c`` falls in bucket ``b``."""
+    return _counts(_histogram_rows(df, probability_col), k)
+
+
+def log_loss_and_auc(predictions: DataFrame, k: int, label_col: str,
+                     probability_col: str = "probability") -> tuple[float, float, int]:
+    """(log-loss, headline AUC, rows) in one Spark job, the same values as :func:`evaluate`'s:
+    what choosing a calibration compares, several times per model, without the other metrics."""
+    df = predictions.select(F.col(label_col).cast("int").alias("y"), F.col(probability_col))
+    rows = _histogram_rows(df, probability_col, with_loss=True)
+    first = [r for r in rows if r["cls"] == 0]
+    n = sum(int(r["count"]) for r in first)
+    if n == 0:
+        raise NoRecordsError("no rows to measure the log-loss and AUC on")
+    counts = _counts(rows, k)
+    auc = _headline([roc_from_histogram(*_one_vs_rest(counts, c))[0] for c in range(k)])
+    return sum(r["loss"] for r in first) / n, auc, n
 
 
 def _one_vs_rest(counts: list[list[list[int]]], c: int) -> tuple[list[int], list[int]]:

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from credit_spark.config.loader import CalibrationSettings, TuningSettings
 from credit_spark.lake.session import in_session
 from credit_spark.ml.calibration import ProbabilityCalibrator
-from credit_spark.ml.metrics import CONFUSION_METRICS, confusion_matrix, confusion_metrics, evaluate
+from credit_spark.ml.metrics import CONFUSION_METRICS, confusion_matrix, confusion_metrics, evaluate, log_loss_and_auc
 from credit_spark.ml.models import CLASS_WEIGHT, param_grid, params_as_settings
 from credit_spark.transforms.splits import CV_FOLD, with_cv_fold
 
@@ -280,10 +280,9 @@ def choose_calibration(predictions: DataFrame, classes: list[str], label_col: st
         table = {}
         for method, parts in scored.items():
             # per half, then combined: two halves' curves differ, so a pooled AUC would mix two rankings
-            m = [evaluate(part, classes, label_col=label_col) for part in parts]
-            rows = [x.test_rows for x in m]
-            table[method] = {"log_loss": sum(x.log_loss * n for x, n in zip(m, rows)) / sum(rows),
-                             "auc": sum(x.auc for x in m) / 2}
+            m = [log_loss_and_auc(part, k, label_col) for part in parts]     # (log-loss, AUC, rows)
+            table[method] = {"log_loss": sum(loss * n for loss, _, n in m) / sum(n for _, _, n in m),
+                             "auc": sum(auc for _, auc, _ in m) / 2}
     finally:
         marked.unpersist()
     floor = table["none"]["auc"] - settings.auc_tolerance
