@@ -29,11 +29,10 @@ TEST_SPARK = SparkSettings(
 )
 
 
-COSTLY_MARKS = {"training", "nn", "e2e", "cluster", "real_data"}
-
-
-# a file's place in the run: the costliest of its tests' marks (more first), then collection order
+# the costly marks, and a file's place in the run: the costliest of its tests' marks (more
+# first), then collection order
 FILE_ORDER = {"cluster": 3, "e2e": 2, "nn": 1, "training": 1, "real_data": 1}
+COSTLY_MARKS = set(FILE_ORDER)
 
 
 def pytest_collection_modifyitems(items):
@@ -43,14 +42,14 @@ def pytest_collection_modifyitems(items):
     this order (``--dist loadfile --no-loadscope-reorder``), so a file of one long test (the
     cluster, the Spark Connect server) starts early instead of leaving one worker busy alone at
     the end while the other waits."""
-    weight: dict[str, int] = {}
+    weight: dict[Path, int] = {}
     for item in items:
         marks = {m.name for m in item.iter_markers()}
         if not COSTLY_MARKS & marks:
             item.add_marker(pytest.mark.unit)
         rank = max((FILE_ORDER.get(m, 0) for m in marks), default=0)
-        weight[item.fspath.strpath] = max(weight.get(item.fspath.strpath, 0), rank)
-    items.sort(key=lambda item: -weight[item.fspath.strpath])      # stable: order within a file kept
+        weight[item.path] = max(weight.get(item.path, 0), rank)
+    items.sort(key=lambda item: -weight[item.path])      # stable: order within a file kept
 
 
 @pytest.fixture(scope="session")
